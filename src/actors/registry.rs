@@ -1,0 +1,127 @@
+//! The registry: which agents are online, and where each committed delivery goes.
+//!
+//! It is the one place that decides routing. It never blocks on a session: pushes use
+//! `try_send`, and a push that does not fit a session's mailbox is dropped on purpose; the
+//! session notices the gap (see [`Push::prev`]) and reads the missing deliveries from the
+//! store, which is the queue of record.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+};
+
+use actix::prelude::*;
+
+use super::{
+    messages::{Close, CloseAll, ConnectedAgents, Push, Register, Route, Unregister},
+    session::AgentSession,
+};
+use crate::ids::AgentId;
+
+struct Online {
+    session: Addr<AgentSession>,
+    generation: u64,
+    routed: Arc<AtomicI64>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    online: HashMap<AgentId, Online>,
+    next_generation: u64,
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The writer routes every committed batch here; a deep mailbox absorbs bursts.
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+/// Close code for a session replaced by a newer connection of the same agent.
+pub const CLOSE_REPLACED: u16 = 4000;
+
+impl Handler<Register> for Registry {
+    type Result = u64;
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> u64 {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let previous = self.online.insert(
+            msg.agent_id,
+            Online {
+                session: msg.session,
+                generation,
+                routed: msg.routed,
+            },
+        );
+        if let Some(old) = previous {
+            old.session.do_send(Close {
+                code: CLOSE_REPLACED,
+                reason: "replaced by a newer connection for this agent",
+            });
+        }
+        generation
+    }
+}
+
+impl Handler<Unregister> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
+        if let Some(current) = self.online.get(&msg.agent_id) {
+            if current.generation == msg.generation {
+                self.online.remove(&msg.agent_id);
+            }
+        }
+    }
+}
+
+impl Handler<ConnectedAgents> for Registry {
+    type Result = MessageResult<ConnectedAgents>;
+
+    fn handle(&mut self, _: ConnectedAgents, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.online.keys().cloned().collect::<HashSet<_>>())
+    }
+}
+
+impl Handler<Route> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Route, _: &mut Context<Self>) {
+        // Group per agent, keeping queue order, so that each session gets one message.
+        let mut per_agent: HashMap<&AgentId, Vec<Arc<_>>> = HashMap::new();
+        for d in &msg.0 {
+            if self.online.contains_key(&d.agent_id) {
+                per_agent.entry(&d.agent_id).or_default().push(d.clone());
+            }
+        }
+        for (agent_id, deliveries) in per_agent {
+            let Some(online) = self.online.get(agent_id) else {
+                continue;
+            };
+            let last = deliveries.last().map(|d| d.queue_seq).unwrap_or(0);
+            let prev = online.routed.swap(last, Ordering::AcqRel);
+            // A full mailbox drops this push; the session sees `routed` ahead of what it
+            // has and reads the rest from the store.
+            let _ = online.session.try_send(Push { prev, deliveries });
+        }
+    }
+}
+
+impl Handler<CloseAll> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) {
+        for online in self.online.values() {
+            online.session.do_send(Close {
+                code: 1001,
+                reason: "the hub is shutting down",
+            });
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! `AgentSession`: one actor per connected agent socket.
+//!
+//! It owns the agent's window of unacked deliveries and sends in queue order. The store is
+//! the queue of record: the session reads the backlog from it page by page, and takes live
+//! deliveries from the registry only while it knows it has everything before them (it is
+//! "in sync"). When it cannot be sure — a push was dropped, its buffer was full, it just
+//! connected — it reads from the store again, from the last position it has. So the seam
+//! between backlog and live has no gap, no duplicate and no reordering, and a slow agent
+//! holds at most two windows of deliveries in memory.
+//!
+//! The socket itself is written by one task fed through a bounded channel, so frames leave
+//! in the order the actor produced them and a stuck peer cannot grow memory: an agent
+//! that stops reading until that channel is full is dropped.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use actix_ws::{CloseCode, CloseReason, Message as WsMessage};
+use tokio::sync::mpsc;
+
+use super::messages::{Close, Push, Register, Unregister};
+use crate::{
+    clock,
+    ids::{AgentId, DeliveryId},
+    protocol::{self, Inbound},
+    service::Hub,
+    store::{OwnedAgent, PendingDelivery},
+};
+
+/// What the socket writer task sends.
+pub enum Outbound {
+    Text(String),
+    Ping,
+    Pong(bytes::Bytes),
+    Close(CloseReason),
+}
+
+/// Socket → session: one frame from the agent, or the end of its stream.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum FromSocket {
+    Frame(WsMessage),
+    Ended,
+}
+
+/// Session → itself: the answer to a tool call, to be written in order with the rest.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendText(pub String);
+
+struct InFlight {
+    delivery: Arc<PendingDelivery>,
+    attempt: i64,
+    sent_at: Instant,
+}
+
+pub struct AgentSession {
+    hub: Hub,
+    agent: OwnedAgent,
+    /// Frames to the socket writer task.
+    out: mpsc::Sender<Outbound>,
+    window: usize,
+    ack_timeout: Duration,
+    heartbeat: Duration,
+    client_timeout: Duration,
+    /// Set by the registry to the last queue position it routed here.
+    routed: Arc<AtomicI64>,
+    generation: Option<u64>,
+    /// The highest queue position this session has taken (sent or buffered).
+    cursor: i64,
+    /// Everything of this agent up to `cursor` is taken, and every push since arrived.
+    in_sync: bool,
+    fetching: bool,
+    /// Taken, not yet sent: at most about two windows.
+    buffered: VecDeque<Arc<PendingDelivery>>,
+    in_flight: HashMap<DeliveryId, InFlight>,
+    last_heard: Instant,
+    last_ping: Instant,
+}
+
+impl AgentSession {
+    pub fn new(hub: Hub, agent: OwnedAgent, out: mpsc::Sender<Outbound>) -> Self {
+        let config = hub.config.clone();
+        Self {
+            hub,
+            agent,
+            out,
+            window: config.window as usize,
+            ack_timeout: config.ack_timeout,
+            heartbeat: config.heartbeat,
+            client_timeout: config.client_timeout,
+            routed: Arc::new(AtomicI64::new(0)),
+            generation: None,
+            cursor: 0,
+            in_sync: false,
+            fetching: false,
+            buffered: VecDeque::new(),
+            in_flight: HashMap::new(),
+            last_heard: Instant::now(),
+            last_ping: Instant::now(),
+        }
+    }
+
+    fn agent_id(&self) -> &AgentId {
+        self.agent.id()
+    }
+
+    /// Queues a frame for the socket. A full channel means the agent stopped reading.
+    fn send_frame(&mut self, frame: Outbound, ctx: &mut Context<Self>) -> bool {
+        match self.out.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(agent_id = %self.agent_id(), "agent is not reading its socket; dropping it");
+                ctx.stop();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                ctx.stop();
+                false
+            }
+        }
+    }
+
+    fn send_delivery(
+        &mut self,
+        d: &PendingDelivery,
+        attempt: i64,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let signature = crate::providers::sign_delivery(&self.hub.key, d);
+        let frame = protocol::delivery_frame(d, attempt, signature.as_ref());
+        self.send_frame(Outbound::Text(frame), ctx)
+    }
+
+    /// Moves buffered deliveries into the window, in order.
+    fn fill_window(&mut self, ctx: &mut Context<Self>) {
+        let mut sent = Vec::new();
+        while self.in_flight.len() < self.window {
+            let Some(d) = self.buffered.pop_front() else {
+                break;
+            };
+            let attempt = d.attempts + 1;
+            if !self.send_delivery(&d, attempt, ctx) {
+                return;
+            }
+            sent.push(d.id.clone());
+            self.in_flight.insert(
+                d.id.clone(),
+                InFlight {
+                    delivery: d,
+                    attempt,
+                    sent_at: Instant::now(),
+                },
+            );
+        }
+        self.hub.writer.sent(sent);
+        self.maybe_fetch(ctx);
+    }
+
+    /// Reads the next page of the queue from the store when out of sync and there is room.
+    fn maybe_fetch(&mut self, ctx: &mut Context<Self>) {
+        if self.fetching || self.in_sync || self.buffered.len() >= self.window {
+            return;
+        }
+        self.fetching = true;
+        let store = self.hub.store.clone();
+        let agent_id = self.agent_id().clone();
+        let after = self.cursor;
+        let limit = self.window as u32;
+        let fut = async move { store.pending_page(&agent_id, after, limit).await };
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            act.fetching = false;
+            match result {
+                Ok(page) => {
+                    let short = page.len() < limit as usize;
+                    for d in page {
+                        if d.queue_seq > act.cursor {
+                            act.cursor = d.queue_seq;
+                            act.buffered.push_back(Arc::new(d));
+                        }
+                    }
+                    // Caught up only if nothing was routed here beyond what we now hold;
+                    // otherwise a delivery committed during the read may be missing.
+                    if short && act.routed.load(Ordering::Acquire) <= act.cursor {
+                        act.in_sync = true;
+                    }
+                    act.fill_window(ctx);
+                }
+                // The heartbeat tick tries again.
+                Err(e) => tracing::error!(agent_id = %act.agent_id(), error = %e, "reading the backlog failed"),
+            }
+        }));
+    }
+
+    fn on_push(&mut self, push: Push, ctx: &mut Context<Self>) {
+        if !self.in_sync || push.prev > self.cursor {
+            // Either we are still reading the store, which will have these, or a push was
+            // dropped on the way and we must read what it carried.
+            self.in_sync = false;
+            self.maybe_fetch(ctx);
+            return;
+        }
+        for d in push.deliveries {
+            if d.queue_seq <= self.cursor {
+                continue;
+            }
+            if self.buffered.len() >= 2 * self.window {
+                self.in_sync = false;
+                break;
+            }
+            self.cursor = d.queue_seq;
+            self.buffered.push_back(d);
+        }
+        self.fill_window(ctx);
+    }
+
+    fn on_ack(&mut self, delivery_id: &str, ctx: &mut Context<Self>) {
+        let Some(id) = DeliveryId::parse(delivery_id) else {
+            let frame = protocol::error_frame("invalid_frame", "`deliveryId` is not a delivery id");
+            self.send_frame(Outbound::Text(frame), ctx);
+            return;
+        };
+        // Acks of deliveries sent on an earlier connection count too.
+        self.in_flight.remove(&id);
+        self.buffered.retain(|d| d.id != id);
+        self.hub.writer.ack(self.agent_id().clone(), id);
+        self.fill_window(ctx);
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        match serde_json::from_str::<Inbound>(text) {
+            Ok(Inbound::Ack { delivery_id }) => self.on_ack(&delivery_id, ctx),
+            Ok(Inbound::Call { id, tool, args }) => self.on_call(id, tool, args, ctx),
+            Err(e) => {
+                let frame = protocol::error_frame(
+                    "invalid_frame",
+                    &format!("expected an `ack` or `call` frame: {e}"),
+                );
+                self.send_frame(Outbound::Text(frame), ctx);
+            }
+        }
+    }
+
+    /// Tool calls run beside deliveries: the call is awaited off the actor, and its
+    /// result comes back as a message so frames stay in one ordered stream.
+    fn on_call(
+        &mut self,
+        id: String,
+        tool: String,
+        args: serde_json::Value,
+        ctx: &mut Context<Self>,
+    ) {
+        let hub = self.hub.clone();
+        let caller = crate::auth::Caller::Agent(self.agent.clone());
+        let me = ctx.address();
+        actix::spawn(async move {
+            let outcome = crate::service::tools::call(&hub, &caller, &tool, args).await;
+            let frame = protocol::result_frame(&id, outcome);
+            let _ = me.send(SendText(frame)).await;
+        });
+    }
+
+    /// Resends what stayed unacked past the timeout; pings; drops a silent peer.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if now.duration_since(self.last_heard) > self.client_timeout {
+            tracing::info!(agent_id = %self.agent_id(), "agent socket silent too long; dropping it");
+            self.send_frame(
+                Outbound::Close(CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("no frame or pong within the client timeout".into()),
+                }),
+                ctx,
+            );
+            ctx.stop();
+            return;
+        }
+        if now.duration_since(self.last_ping) >= self.heartbeat {
+            self.last_ping = now;
+            if !self.send_frame(Outbound::Ping, ctx) {
+                return;
+            }
+        }
+        let mut due: Vec<_> = self
+            .in_flight
+            .values()
+            .filter(|f| now.duration_since(f.sent_at) >= self.ack_timeout)
+            .map(|f| (f.delivery.queue_seq, f.delivery.id.clone()))
+            .collect();
+        due.sort_unstable();
+        let mut resent = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            let Some(f) = self.in_flight.get_mut(&id) else {
+                continue;
+            };
+            f.attempt += 1;
+            f.sent_at = now;
+            let (d, attempt) = (f.delivery.clone(), f.attempt);
+            if !self.send_delivery(&d, attempt, ctx) {
+                return;
+            }
+            resent.push(id);
+        }
+        self.hub.writer.sent(resent);
+        if self.in_sync && self.routed.load(Ordering::Acquire) > self.cursor {
+            // A push was dropped and none followed to reveal it.
+            self.in_sync = false;
+        }
+        self.maybe_fetch(ctx);
+    }
+}
+
+impl Actor for AgentSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        let register = Register {
+            agent_id: self.agent_id().clone(),
+            session: ctx.address(),
+            routed: self.routed.clone(),
+        };
+        // Register before the first read of the backlog: from then on every commit for
+        // this agent is routed here, so the read cannot miss one.
+        ctx.wait(
+            self.hub.registry.send(register).into_actor(self).map(
+                |result, act, ctx| match result {
+                    Ok(generation) => {
+                        act.generation = Some(generation);
+                        tracing::info!(agent_id = %act.agent_id(), "agent connected");
+                        act.maybe_fetch(ctx);
+                    }
+                    Err(_) => ctx.stop(),
+                },
+            ),
+        );
+        let tick = (self.ack_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        ctx.run_interval(tick, |act, ctx| act.tick(ctx));
+        let store = self.hub.store.clone();
+        let agent_id = self.agent_id().clone();
+        actix::spawn(async move {
+            if let Err(e) = store.touch_agent(&agent_id, clock::now_ms()).await {
+                tracing::warn!(error = %e, "could not record the agent's last-seen time");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(generation) = self.generation {
+            self.hub.registry.do_send(Unregister {
+                agent_id: self.agent_id().clone(),
+                generation,
+            });
+        }
+        tracing::info!(agent_id = %self.agent_id(), unacked = self.in_flight.len(), "agent disconnected");
+        let store = self.hub.store.clone();
+        let agent_id = self.agent_id().clone();
+        actix::spawn(async move {
+            let _ = store.touch_agent(&agent_id, clock::now_ms()).await;
+        });
+    }
+}
+
+impl Handler<Push> for AgentSession {
+    type Result = ();
+    fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
+        self.on_push(msg, ctx);
+    }
+}
+
+impl Handler<Close> for AgentSession {
+    type Result = ();
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        let reason = CloseReason {
+            code: CloseCode::from(msg.code),
+            description: Some(msg.reason.to_owned()),
+        };
+        self.send_frame(Outbound::Close(reason), ctx);
+        ctx.stop();
+    }
+}
+
+impl Handler<SendText> for AgentSession {
+    type Result = ();
+    fn handle(&mut self, msg: SendText, ctx: &mut Context<Self>) {
+        self.send_frame(Outbound::Text(msg.0), ctx);
+    }
+}
+
+impl Handler<FromSocket> for AgentSession {
+    type Result = ();
+    fn handle(&mut self, msg: FromSocket, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match msg {
+            FromSocket::Frame(WsMessage::Text(text)) => self.on_text(&text, ctx),
+            FromSocket::Frame(WsMessage::Binary(_)) => {
+                let frame =
+                    protocol::error_frame("invalid_frame", "frames are JSON text, not binary");
+                self.send_frame(Outbound::Text(frame), ctx);
+            }
+            FromSocket::Frame(WsMessage::Close(_)) | FromSocket::Ended => ctx.stop(),
+            FromSocket::Frame(WsMessage::Ping(bytes)) => {
+                self.send_frame(Outbound::Pong(bytes), ctx);
+            }
+            // A pong, or any other frame, only proves the peer is alive.
+            FromSocket::Frame(_) => {}
+        }
+    }
+}
+
+/// Owns the socket's write half: the only place that writes to it.
+pub async fn write_socket(mut socket: actix_ws::Session, mut rx: mpsc::Receiver<Outbound>) {
+    while let Some(frame) = rx.recv().await {
+        let result = match frame {
+            Outbound::Text(text) => socket.text(text).await,
+            Outbound::Ping => socket.ping(b"").await,
+            Outbound::Pong(bytes) => socket.pong(&bytes).await,
+            Outbound::Close(reason) => {
+                let _ = socket.close(Some(reason)).await;
+                return;
+            }
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+    let _ = socket.close(None).await;
+}
+
+/// Feeds the socket's read half to the session, waiting for the session to take each
+/// frame, so a flood of frames is held back by TCP rather than queued in memory.
+pub async fn read_socket(mut stream: actix_ws::MessageStream, session: Addr<AgentSession>) {
+    use futures_util::StreamExt;
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(frame) => {
+                if session.send(FromSocket::Frame(frame)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "agent socket protocol error");
+                break;
+            }
+        }
+    }
+    let _ = session.send(FromSocket::Ended).await;
+}

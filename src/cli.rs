@@ -1,0 +1,174 @@
+//! The command line: `serve`, `account create`, `agent create`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    config::Config,
+    ids::AccountId,
+    service::{accounts, agents},
+    startup::Application,
+    store::Store,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "hookhub",
+    version,
+    about = "A self-hosted realtime webhook hub for AI agents"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve(Box<Config>),
+    /// Manage owner accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Manage agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an owner account and print it, with its token, as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "HOOKHUB_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Create an agent for an account and print it, with its token, as JSON.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "HOOKHUB_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(config) => serve(*config).await,
+        Command::Account {
+            command: AccountCommand::Create { name, data_dir },
+        } => account_create(&name, &data_dir).await,
+        Command::Agent {
+            command:
+                AgentCommand::Create {
+                    account,
+                    name,
+                    data_dir,
+                },
+        } => agent_create(&account, &name, &data_dir).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("hookhub: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = app.public_url().to_owned();
+    if let Some(owner) = app.first_owner() {
+        // Printed, not logged: it is shown once, to whoever started the hub.
+        println!(
+            "hookhub: first start, created the owner account {}",
+            owner.account_id
+        );
+        println!(
+            "hookhub: owner token (shown once, keep it): {}",
+            owner.token
+        );
+    }
+    println!("hookhub: listening on {url}  (dashboard: {url}/)");
+    tracing::info!(url = %url, "hookhub started");
+    app.run_until(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn account_create(name: &str, data_dir: &std::path::Path) -> Result<(), String> {
+    let store = Store::open(data_dir).await.map_err(|e| e.to_string())?;
+    let created = accounts::create_account(&store, name)
+        .await
+        .map_err(|e| e.public_message())?;
+    store.close().await;
+    print_json(&created)
+}
+
+async fn agent_create(account: &str, name: &str, data_dir: &std::path::Path) -> Result<(), String> {
+    let account_id = AccountId::parse(account)
+        .ok_or_else(|| format!("`{account}` is not an account id (acct_…)"))?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > agents::MAX_NAME {
+        return Err(format!(
+            "--name must be 1 to {} characters",
+            agents::MAX_NAME
+        ));
+    }
+    let store = Store::open(data_dir).await.map_err(|e| e.to_string())?;
+    if !store
+        .account_exists(&account_id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!("no account {account_id}"));
+    }
+    let created = agents::create_agent(&store, &account_id, name)
+        .await
+        .map_err(|e| e.public_message())?;
+    store.close().await;
+    print_json(&created)
+}

@@ -1,0 +1,84 @@
+//! Settings for `hookhub serve`. Every setting is a flag and a `HOOKHUB_*` environment
+//! variable, and every one has a default, so `hookhub serve` alone runs a working hub.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Args;
+
+use crate::crypto::Secret;
+
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOOKHUB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Directory for the SQLite database and the generated master key.
+    #[arg(long, env = "HOOKHUB_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Base of every webhook `url` (default: `http://` + the listen address).
+    #[arg(long, env = "HOOKHUB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Base64 of 32 bytes sealing secrets at rest (default: a key file in the data dir).
+    #[arg(long, env = "HOOKHUB_MASTER_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub master_key: Option<Secret>,
+
+    /// Largest accepted ingest body, in bytes (default 25 MiB, GitHub's cap).
+    #[arg(long, env = "HOOKHUB_MAX_BODY_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long a rotated-out signing secret keeps verifying.
+    #[arg(long, env = "HOOKHUB_ROTATION_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub rotation_overlap: Duration,
+
+    /// How long deliveries are kept; unacked ones past it become `expired`.
+    #[arg(long, env = "HOOKHUB_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// How often retention is applied.
+    #[arg(long, env = "HOOKHUB_RETENTION_SWEEP", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub retention_sweep: Duration,
+
+    /// Most unacked deliveries one agent may have queued before ingest answers 503.
+    #[arg(long, env = "HOOKHUB_BACKLOG_CAP", default_value_t = 1_000_000)]
+    pub backlog_cap: u64,
+
+    /// Most deliveries in flight (sent, not acked) on one agent socket.
+    #[arg(long, env = "HOOKHUB_WINDOW", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub window: u32,
+
+    /// A delivery unacked this long is sent again on the same socket.
+    #[arg(long, env = "HOOKHUB_ACK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ack_timeout: Duration,
+
+    /// How often an agent socket is pinged.
+    #[arg(long, env = "HOOKHUB_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// A socket silent this long (no frame, no pong) is dropped as dead.
+    #[arg(long, env = "HOOKHUB_CLIENT_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
+    pub client_timeout: Duration,
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s.to_owned()))
+}
+
+impl Config {
+    /// The defaults, on the given data directory and an OS-chosen port.
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = <Wrapper as clap::Parser>::parse_from(["hookhub"]).config;
+        config.data_dir = data_dir;
+        config.listen = "127.0.0.1:0".to_owned();
+        config.master_key = None;
+        config.public_url = None;
+        config
+    }
+}

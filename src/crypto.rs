@@ -1,0 +1,233 @@
+//! Tokens and secrets: how they are made, how they are stored, how they are compared.
+//!
+//! Tokens are 256 random bits from the OS generator behind a prefix a secret scanner can
+//! match (`hh_owner_`, `hh_agent_`); only their SHA-256 is stored. Signing and provider
+//! secrets must be recoverable (we sign with them), so they are sealed with
+//! XChaCha20-Poly1305 under the master key, with the row they belong to as associated
+//! data so that a sealed secret cannot be moved to another webhook.
+
+use std::{fmt, fs, io::Write, path::Path};
+
+use base64::{
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    Engine,
+};
+use chacha20poly1305::{
+    aead::{Aead, KeyInit, Payload},
+    XChaCha20Poly1305, XNonce,
+};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub const OWNER_TOKEN_PREFIX: &str = "hh_owner_";
+pub const AGENT_TOKEN_PREFIX: &str = "hh_agent_";
+pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
+const MASTER_KEY_FILE: &str = "master.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("the OS random generator failed: {0}")]
+    Random(String),
+    #[error("master key: {0}")]
+    MasterKey(String),
+    #[error("a sealed secret could not be opened (wrong master key or corrupted row)")]
+    Unseal,
+}
+
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| CryptoError::Random(e.to_string()))?;
+    Ok(buf)
+}
+
+/// A secret string whose `Debug` never shows it, so it cannot leak through a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A freshly made token: the plaintext to show once, and the hash to store.
+pub struct NewToken {
+    pub plaintext: Secret,
+    pub hash: [u8; 32],
+}
+
+pub fn new_token(prefix: &str) -> Result<NewToken, CryptoError> {
+    let raw = random_bytes::<32>()?;
+    let plaintext = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(raw));
+    let hash = hash_token(&plaintext);
+    Ok(NewToken {
+        plaintext: Secret(plaintext),
+        hash,
+    })
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Constant-time equality, for anything an attacker could probe byte by byte.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// `whsec_` + base64 of 32 random bytes, the Standard Webhooks form.
+pub fn new_signing_secret() -> Result<Secret, CryptoError> {
+    let raw = random_bytes::<32>()?;
+    Ok(Secret(format!(
+        "{SIGNING_SECRET_PREFIX}{}",
+        STANDARD.encode(raw)
+    )))
+}
+
+/// The key that seals secrets at rest.
+#[derive(Clone)]
+pub struct MasterKey(XChaCha20Poly1305);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+impl MasterKey {
+    /// From `HOOKHUB_MASTER_KEY` (base64 of 32 bytes) when given, else from the key file in
+    /// the data directory, which is created with mode 0600 on first use.
+    pub fn load(from_env: Option<&Secret>, data_dir: &Path) -> Result<Self, CryptoError> {
+        if let Some(encoded) = from_env {
+            return Self::from_base64(encoded.expose().trim())
+                .map_err(|e| CryptoError::MasterKey(format!("HOOKHUB_MASTER_KEY: {e}")));
+        }
+        let path = data_dir.join(MASTER_KEY_FILE);
+        match fs::read_to_string(&path) {
+            Ok(encoded) => Self::from_base64(encoded.trim())
+                .map_err(|e| CryptoError::MasterKey(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = random_bytes::<32>()?;
+                write_private_file(&path, STANDARD.encode(key).as_bytes())
+                    .map_err(|e| CryptoError::MasterKey(format!("{}: {e}", path.display())))?;
+                Ok(Self(XChaCha20Poly1305::new(&key.into())))
+            }
+            Err(e) => Err(CryptoError::MasterKey(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    fn from_base64(encoded: &str) -> Result<Self, String> {
+        let bytes = STANDARD
+            .decode(encoded)
+            .map_err(|_| "not valid base64".to_owned())?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "must decode to exactly 32 bytes".to_owned())?;
+        Ok(Self(XChaCha20Poly1305::new(&key.into())))
+    }
+
+    /// nonce (24 bytes) || ciphertext+tag.
+    pub fn seal(&self, plaintext: &str, aad: &str) -> Result<Vec<u8>, CryptoError> {
+        let nonce = random_bytes::<24>()?;
+        let ct = self
+            .0
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Unseal)?;
+        let mut out = Vec::with_capacity(24 + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    pub fn open(&self, sealed: &[u8], aad: &str) -> Result<Secret, CryptoError> {
+        if sealed.len() < 24 {
+            return Err(CryptoError::Unseal);
+        }
+        let (nonce, ct) = sealed.split_at(24);
+        let pt = self
+            .0
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Unseal)?;
+        String::from_utf8(pt)
+            .map(Secret)
+            .map_err(|_| CryptoError::Unseal)
+    }
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_prefixed_long_and_hash_stably() {
+        let t = new_token(AGENT_TOKEN_PREFIX).unwrap();
+        assert!(t.plaintext.expose().starts_with(AGENT_TOKEN_PREFIX));
+        assert_eq!(t.plaintext.expose().len(), AGENT_TOKEN_PREFIX.len() + 43);
+        assert_eq!(hash_token(t.plaintext.expose()), t.hash);
+        assert!(!format!("{:?}", t.plaintext).contains(t.plaintext.expose()));
+    }
+
+    #[test]
+    fn sealed_secret_opens_only_with_its_aad() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::load(None, dir.path()).unwrap();
+        let sealed = key.seal("whsec_abc", "whk_1").unwrap();
+        assert_eq!(key.open(&sealed, "whk_1").unwrap().expose(), "whsec_abc");
+        assert!(key.open(&sealed, "whk_2").is_err());
+        // The key file is reused, and private.
+        let again = MasterKey::load(None, dir.path()).unwrap();
+        assert_eq!(again.open(&sealed, "whk_1").unwrap().expose(), "whsec_abc");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(MASTER_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn master_key_from_env_must_be_32_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = Secret::new(STANDARD.encode([1u8; 16]));
+        assert!(MasterKey::load(Some(&short), dir.path()).is_err());
+        let ok = Secret::new(STANDARD.encode([7u8; 32]));
+        assert!(MasterKey::load(Some(&ok), dir.path()).is_ok());
+    }
+}

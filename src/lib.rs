@@ -1,0 +1,38 @@
+//! hookhub: a self-hosted realtime webhook hub for AI agents.
+//!
+//! Senders POST events to a webhook's URL; hookhub commits each one durably, answers the
+//! sender, and pushes it to the owning agent over the agent's WebSocket. An agent that was
+//! offline gets its backlog, oldest first, when it reconnects.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (`serve`, `account create`, `agent create`).
+//! - [`config`]: settings, every one a flag and a `HOOKHUB_*` environment variable.
+//! - [`startup`]: builds the application, binds the listener, runs until shutdown.
+//! - [`routes`]: HTTP handlers, one file per resource; thin, they call [`service`].
+//! - [`service`]: the rules (ownership, validation, `createdBy`), one place for both the
+//!   HTTP API and the agent's self-service tools.
+//! - [`auth`]: who is calling: an owner or an agent, from a bearer token.
+//! - [`store`]: the only code that speaks SQL; SQLite is the queue of record.
+//! - [`writer`]: the delivery writer, sole inserter into the queue, committing in groups.
+//! - [`actors`]: the `Registry` of online agents and one `AgentSession` per socket.
+//! - [`protocol`]: the JSON frames spoken on the agent socket.
+//! - [`providers`]: one module per provider's signature scheme and event names.
+//! - [`crypto`]: tokens, their hashes, and signing secrets sealed at rest.
+//! - [`ids`], [`clock`], [`error`]: typed prefixed ids, timestamps, the one error type.
+
+pub mod actors;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod protocol;
+pub mod providers;
+pub mod routes;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod writer;

@@ -1,0 +1,92 @@
+//! The JSON frames of the agent socket (`GET /v1/agent/connect`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{value::RawValue, Value};
+
+use crate::{clock::rfc3339, service::views::encode_body, store::PendingDelivery};
+
+/// Agent → hub.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Inbound {
+    Ack {
+        #[serde(rename = "deliveryId")]
+        delivery_id: String,
+    },
+    Call {
+        id: String,
+        tool: String,
+        #[serde(default)]
+        args: Value,
+    },
+}
+
+/// The Standard Webhooks headers of a delivery, made with the webhook's signing secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct Signature {
+    #[serde(rename = "webhook-id")]
+    pub id: String,
+    #[serde(rename = "webhook-timestamp")]
+    pub timestamp: String,
+    #[serde(rename = "webhook-signature")]
+    pub signature: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    delivery_id: &'a str,
+    webhook_id: &'a str,
+    provider: &'static str,
+    event: Option<&'a str>,
+    received_at: String,
+    attempt: i64,
+    verified: bool,
+    headers: &'a RawValue,
+    body: &'a str,
+    body_encoding: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a Signature>,
+}
+
+/// Encodes a `delivery` frame.
+pub fn delivery_frame(d: &PendingDelivery, attempt: i64, signature: Option<&Signature>) -> String {
+    let (body, body_encoding) = encode_body(&d.body);
+    // Headers were stored as a JSON object by ingest; embed them without re-parsing.
+    let headers = serde_json::from_str::<&RawValue>(&d.headers).unwrap_or(RawValue::NULL);
+    let frame = DeliveryFrame {
+        kind: "delivery",
+        delivery_id: d.id.as_str(),
+        webhook_id: d.webhook_id.as_str(),
+        provider: d.provider.as_str(),
+        event: d.event.as_deref(),
+        received_at: rfc3339(d.received_at),
+        attempt,
+        verified: d.verified,
+        headers,
+        body: &body,
+        body_encoding,
+        signature,
+    };
+    serde_json::to_string(&frame).unwrap_or_default()
+}
+
+/// An error about a frame the hub could not act on; the socket stays open.
+pub fn error_frame(code: &str, message: &str) -> String {
+    serde_json::json!({"type": "error", "error": {"code": code, "message": message}}).to_string()
+}
+
+/// The answer to a `call`.
+pub fn result_frame(id: &str, outcome: Result<Value, (&str, String)>) -> String {
+    match outcome {
+        Ok(result) => serde_json::json!({"type": "result", "id": id, "ok": true, "result": result})
+            .to_string(),
+        Err((code, message)) => serde_json::json!({
+            "type": "result", "id": id, "ok": false,
+            "error": {"code": code, "message": message}
+        })
+        .to_string(),
+    }
+}

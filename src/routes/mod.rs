@@ -1,0 +1,78 @@
+//! HTTP routes, one file per resource. Handlers are thin: they read the request, call
+//! [`crate::service`], and shape the response.
+
+pub mod agents;
+pub mod connect;
+pub mod deliveries;
+pub mod health;
+pub mod ingest;
+pub mod webhooks;
+
+use actix_web::{http::header, web, HttpRequest};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use crate::{error::ApiError, service::input};
+
+/// Management bodies are small JSON objects.
+const MAX_MANAGEMENT_BODY: usize = 64 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(health::configure)
+        .configure(agents::configure)
+        .configure(webhooks::configure)
+        .configure(deliveries::configure)
+        .configure(ingest::configure)
+        .configure(connect::configure);
+}
+
+/// Reads a body up to `limit` bytes: a declared length over the limit is refused before
+/// reading, and a streamed body is cut off as soon as it passes the limit, so an oversized
+/// request never sits in memory whole.
+pub async fn read_body_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        if len > limit as u64 {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+    }
+    let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::invalid("body", format!("could not read the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// A management request's JSON object body; the content type must say JSON.
+pub async fn json_object(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<input::Object, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::invalid(
+            "content-type",
+            "the content type must be application/json",
+        ));
+    }
+    let body = read_body_limited(req, payload, MAX_MANAGEMENT_BODY).await?;
+    input::parse_object(&body)
+}

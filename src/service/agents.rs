@@ -1,0 +1,67 @@
+//! Agents: created and listed by their owner.
+
+use super::{
+    input::{self, Object},
+    views::{AgentView, CreatedAgent},
+    Hub,
+};
+use crate::{
+    actors::messages::ConnectedAgents,
+    auth::Caller,
+    clock,
+    crypto::{self, AGENT_TOKEN_PREFIX},
+    error::ApiError,
+    ids::{AccountId, AgentId},
+    store::Store,
+};
+
+pub const MAX_NAME: usize = 200;
+
+fn owner_only(caller: &Caller) -> Result<&AccountId, ApiError> {
+    match caller {
+        Caller::Owner(account_id) => Ok(account_id),
+        // Agents manage their webhooks, not their siblings.
+        Caller::Agent(_) => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Shared by the API and `hookhub agent create`. The token is returned once, here.
+pub async fn create_agent(
+    store: &Store,
+    account_id: &AccountId,
+    name: &str,
+) -> Result<CreatedAgent, ApiError> {
+    let id = AgentId::generate();
+    let token = crypto::new_token(AGENT_TOKEN_PREFIX)?;
+    let now = clock::now_ms();
+    store
+        .insert_agent(&id, account_id, name, &token.hash, now)
+        .await?;
+    Ok(CreatedAgent {
+        agent_id: id.to_string(),
+        account_id: account_id.to_string(),
+        name: name.to_owned(),
+        token: token.plaintext.expose().to_owned(),
+        created_at: clock::rfc3339(now),
+    })
+}
+
+pub async fn create(hub: &Hub, caller: &Caller, body: &Object) -> Result<CreatedAgent, ApiError> {
+    let account_id = owner_only(caller)?;
+    let name = input::required_str(body, "name", MAX_NAME)?;
+    create_agent(&hub.store, account_id, &name).await
+}
+
+pub async fn list(hub: &Hub, caller: &Caller) -> Result<Vec<AgentView>, ApiError> {
+    let account_id = owner_only(caller)?;
+    let agents = hub.store.list_agents(account_id).await?;
+    let connected = hub
+        .registry
+        .send(ConnectedAgents)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(agents
+        .iter()
+        .map(|a| AgentView::new(a, connected.contains(&a.id)))
+        .collect())
+}

@@ -1,0 +1,174 @@
+//! The JSON shapes the API answers with, as the spec names them.
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::{
+    clock::rfc3339,
+    store::{ActivityRecord, Agent, Webhook},
+};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedAccount {
+    pub account_id: String,
+    pub name: String,
+    pub token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedAgent {
+    pub agent_id: String,
+    pub account_id: String,
+    pub name: String,
+    pub token: String,
+    pub created_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    pub agent_id: String,
+    pub name: String,
+    pub connected: bool,
+    pub last_seen_at: Option<String>,
+    pub created_at: String,
+}
+
+impl AgentView {
+    pub fn new(a: &Agent, connected: bool) -> Self {
+        Self {
+            agent_id: a.id.to_string(),
+            name: a.name.clone(),
+            connected,
+            last_seen_at: a.last_seen_at.map(rfc3339),
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+/// The create response: exactly the seed's shape, the only time the secret is shown.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedWebhook {
+    pub webhook_id: String,
+    pub url: String,
+    pub signing_secret: String,
+    pub name: String,
+    pub provider: &'static str,
+    pub active: bool,
+    pub created_at: String,
+}
+
+/// A webhook as listed and read: never a secret.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    pub webhook_id: String,
+    pub agent_id: String,
+    pub url: String,
+    pub name: String,
+    pub provider: &'static str,
+    pub active: bool,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WebhookView {
+    pub fn new(w: &Webhook, public_url: &str) -> Self {
+        Self {
+            webhook_id: w.id.to_string(),
+            agent_id: w.agent_id.to_string(),
+            url: webhook_url(public_url, w.id.as_str()),
+            name: w.name.clone(),
+            provider: w.provider.as_str(),
+            active: w.active,
+            created_by: w.created_by.clone(),
+            created_at: rfc3339(w.created_at),
+            updated_at: rfc3339(w.updated_at),
+        }
+    }
+}
+
+pub fn webhook_url(public_url: &str, webhook_id: &str) -> String {
+    format!("{public_url}/v1/hooks/{webhook_id}")
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedSecret {
+    pub webhook_id: String,
+    pub signing_secret: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deactivated {
+    pub webhook_id: String,
+    pub active: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub status: &'static str,
+    pub event: Option<String>,
+    pub received_at: String,
+    pub sent_at: Option<String>,
+    pub acked_at: Option<String>,
+    pub attempts: i64,
+    pub size_bytes: i64,
+    pub verified: bool,
+    /// Why a request was rejected, for debugging a misconfigured secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl DeliveryView {
+    pub fn new(r: &ActivityRecord) -> Self {
+        Self {
+            delivery_id: r.id.to_string(),
+            webhook_id: r.webhook_id.to_string(),
+            status: r.status.as_str(),
+            event: r.event.clone(),
+            received_at: rfc3339(r.received_at),
+            sent_at: r.sent_at.map(rfc3339),
+            acked_at: r.acked_at.map(rfc3339),
+            attempts: r.attempts,
+            size_bytes: r.size_bytes,
+            verified: r.verified,
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryView>,
+    pub next_cursor: Option<String>,
+}
+
+/// One delivery with its headers and body.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub record: DeliveryView,
+    pub headers: Box<RawValue>,
+    pub body: String,
+    pub body_encoding: &'static str,
+}
+
+/// A body as text when it is UTF-8, else base64: `(body, bodyEncoding)`.
+pub fn encode_body(body: &[u8]) -> (std::borrow::Cow<'_, str>, &'static str) {
+    match std::str::from_utf8(body) {
+        Ok(s) => (s.into(), "utf8"),
+        Err(_) => (STANDARD.encode(body).into(), "base64"),
+    }
+}

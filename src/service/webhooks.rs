@@ -1,0 +1,310 @@
+//! Webhooks and their activity: every operation takes the caller and the agent named in
+//! the path, and resolves ownership before it validates anything else (authorize first).
+
+use super::{
+    input::{self, Object},
+    resolve_agent,
+    views::{
+        webhook_url, CreatedWebhook, Deactivated, DeliveryDetail, DeliveryPage, DeliveryView,
+        RotatedSecret, WebhookView,
+    },
+    Hub,
+};
+use crate::{
+    auth::Caller,
+    clock, crypto,
+    error::ApiError,
+    ids::{DeliveryId, WebhookId},
+    providers::Provider,
+    store::DeliveryStatus,
+};
+
+pub const MAX_NAME: usize = 200;
+/// Provider secrets are short strings (`whsec_…`, Slack's hex); this is generous.
+pub const MAX_PROVIDER_SECRET: usize = 1024;
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 500;
+
+/// Associated data for sealing a webhook's signing secret (current and previous).
+pub fn signing_aad(id: &WebhookId) -> String {
+    format!("{id}/signing")
+}
+
+/// Associated data for sealing a webhook's provider-issued secret.
+pub fn provider_aad(id: &WebhookId) -> String {
+    format!("{id}/provider")
+}
+
+fn parse_webhook_id(s: &str) -> Result<WebhookId, ApiError> {
+    WebhookId::parse(s).ok_or(ApiError::NotFound)
+}
+
+pub async fn create(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    body: &Object,
+) -> Result<CreatedWebhook, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let name = input::required_str(body, "name", MAX_NAME)?;
+    let provider = match input::optional_str(body, "provider", 32)? {
+        None => Provider::Generic,
+        Some(p) => Provider::parse(&p).ok_or_else(|| {
+            ApiError::invalid(
+                "provider",
+                "`provider` must be one of generic, github, stripe, slack",
+            )
+        })?,
+    };
+    let id = WebhookId::generate();
+    let secret = crypto::new_signing_secret()?;
+    let sealed = hub.key.seal(secret.expose(), &signing_aad(&id))?;
+    let w = hub
+        .store
+        .insert_webhook(
+            &owner,
+            &id,
+            &name,
+            provider,
+            caller.created_by(),
+            &sealed,
+            clock::now_ms(),
+        )
+        .await?;
+    tracing::info!(webhook_id = %w.id, agent_id = %w.agent_id, provider = %provider, created_by = caller.created_by(), "webhook created");
+    Ok(CreatedWebhook {
+        url: webhook_url(&hub.public_url, w.id.as_str()),
+        webhook_id: w.id.to_string(),
+        signing_secret: secret.expose().to_owned(),
+        name: w.name,
+        provider: w.provider.as_str(),
+        active: w.active,
+        created_at: clock::rfc3339(w.created_at),
+    })
+}
+
+pub async fn list(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+) -> Result<Vec<WebhookView>, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let webhooks = hub.store.list_webhooks(&owner).await?;
+    Ok(webhooks
+        .iter()
+        .map(|w| WebhookView::new(w, &hub.public_url))
+        .collect())
+}
+
+pub async fn get(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+) -> Result<WebhookView, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let id = parse_webhook_id(webhook_ref)?;
+    let w = hub
+        .store
+        .get_webhook(&owner, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(WebhookView::new(&w, &hub.public_url))
+}
+
+pub async fn rotate(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+) -> Result<RotatedSecret, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let id = parse_webhook_id(webhook_ref)?;
+    let secret = crypto::new_signing_secret()?;
+    let sealed = hub.key.seal(secret.expose(), &signing_aad(&id))?;
+    let now = clock::now_ms();
+    let overlap_ms = i64::try_from(hub.config.rotation_overlap.as_millis()).unwrap_or(i64::MAX);
+    let found = hub
+        .store
+        .rotate_webhook_secret(&owner, &id, &sealed, now.saturating_add(overlap_ms), now)
+        .await?;
+    if !found {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(webhook_id = %id, "signing secret rotated");
+    Ok(RotatedSecret {
+        webhook_id: id.to_string(),
+        signing_secret: secret.expose().to_owned(),
+    })
+}
+
+pub async fn set_provider_secret(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+    body: &Object,
+) -> Result<(), ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let id = parse_webhook_id(webhook_ref)?;
+    let webhook = hub
+        .store
+        .get_webhook(&owner, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let secret = input::required_str(body, "secret", MAX_PROVIDER_SECRET)?;
+    if !webhook.provider.uses_provider_secret() {
+        return Err(ApiError::invalid(
+            "secret",
+            format!(
+                "a {} webhook is verified with its signing secret; provider secrets are for stripe and slack",
+                webhook.provider
+            ),
+        ));
+    }
+    let sealed = hub.key.seal(&secret, &provider_aad(&id))?;
+    if !hub
+        .store
+        .set_provider_secret(&owner, &id, &sealed, clock::now_ms())
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(webhook_id = %id, "provider secret set");
+    Ok(())
+}
+
+pub async fn deactivate(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+) -> Result<Deactivated, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let id = parse_webhook_id(webhook_ref)?;
+    if !hub
+        .store
+        .deactivate_webhook(&owner, &id, clock::now_ms())
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(webhook_id = %id, "webhook deactivated");
+    Ok(Deactivated {
+        webhook_id: id.to_string(),
+        active: false,
+    })
+}
+
+/// Query of the activity list: `limit`, `before` (a cursor), `status` (a filter).
+#[derive(Default)]
+pub struct ActivityQuery {
+    pub limit: Option<String>,
+    pub before: Option<String>,
+    pub status: Option<String>,
+}
+
+pub async fn list_deliveries(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+    query: &ActivityQuery,
+) -> Result<DeliveryPage, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let id = parse_webhook_id(webhook_ref)?;
+    hub.store
+        .get_webhook(&owner, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid("limit", format!("`limit` must be 1 to {MAX_PAGE}"))
+            })?,
+    };
+    let before = match query.before.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            DeliveryId::parse(s)
+                .ok_or_else(|| ApiError::invalid("before", "`before` must be a nextCursor"))?,
+        ),
+    };
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(
+                "status",
+                "`status` must be one of queued, sent, acked, rejected, duplicate, expired",
+            )
+        })?),
+    };
+    // One more than asked tells whether there is a next page.
+    let mut records = hub
+        .store
+        .list_deliveries(&owner, &id, status, before.as_ref(), limit + 1)
+        .await?;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let next_cursor = if more {
+        records.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(DeliveryPage {
+        deliveries: records.iter().map(DeliveryView::new).collect(),
+        next_cursor,
+    })
+}
+
+pub async fn get_delivery(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+    delivery_ref: &str,
+) -> Result<DeliveryDetail, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let webhook_id = parse_webhook_id(webhook_ref)?;
+    let id = DeliveryId::parse(delivery_ref).ok_or(ApiError::NotFound)?;
+    let (record, headers, body) = hub
+        .store
+        .get_delivery(&owner, &webhook_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let headers = serde_json::value::RawValue::from_string(headers).map_err(ApiError::internal)?;
+    let (body, body_encoding) = super::views::encode_body(&body);
+    Ok(DeliveryDetail {
+        record: DeliveryView::new(&record),
+        headers,
+        body: body.into_owned(),
+        body_encoding,
+    })
+}
+
+pub async fn redeliver(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+    delivery_ref: &str,
+) -> Result<DeliveryId, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let webhook_id = parse_webhook_id(webhook_ref)?;
+    let id = DeliveryId::parse(delivery_ref).ok_or(ApiError::NotFound)?;
+    let found = hub
+        .writer
+        .requeue(owner, webhook_id, id.clone())
+        .await
+        .map_err(ApiError::internal)?;
+    if !found {
+        // Rejected and duplicate requests were never for the agent; they are not found
+        // as deliveries to hand over again.
+        return Err(ApiError::NotFound);
+    }
+    Ok(id)
+}

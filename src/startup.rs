@@ -1,0 +1,147 @@
+//! Building and running the application: storage, actors, the delivery writer, and the
+//! HTTP server on a listener bound here, so that tests can ask for port 0 and learn the
+//! port they got.
+
+use std::{future::Future, io, net::TcpListener, sync::Arc};
+
+use actix::Actor;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::{
+    actors::{messages::CloseAll, Registry},
+    config::Config,
+    crypto::{CryptoError, MasterKey},
+    error::ApiError,
+    routes,
+    service::{accounts, views::CreatedAccount, Hub},
+    store::Store,
+    writer::DeliveryWriter,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: io::Error },
+    #[error("creating the first owner account: {0}")]
+    FirstOwner(ApiError),
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    hub: Hub,
+    first_owner: Option<CreatedAccount>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let store = Store::open(&config.data_dir).await?;
+        let key = MasterKey::load(config.master_key.as_ref(), &config.data_dir)?;
+        // A newcomer needs something to sign in with.
+        let first_owner = if store.count_accounts().await? == 0 {
+            Some(
+                accounts::create_account(&store, "owner")
+                    .await
+                    .map_err(StartupError::FirstOwner)?,
+            )
+        } else {
+            None
+        };
+        let registry = Registry::default().start();
+        let writer = DeliveryWriter::start(&store, registry.clone(), config.backlog_cap).await?;
+
+        let listen_addr = config.listen.clone();
+        let listen_err = move |source| StartupError::Listen {
+            addr: listen_addr.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&config.listen).map_err(&listen_err)?;
+        let local = listener.local_addr().map_err(&listen_err)?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}"));
+        let hub = Hub {
+            store,
+            writer,
+            registry,
+            key,
+            public_url: Arc::from(public_url.trim_end_matches('/')),
+            config: Arc::new(config),
+        };
+
+        let data = web::Data::new(hub.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(routes::configure)
+                .default_service(web::to(|| async {
+                    HttpResponse::NotFound().json(ApiError::NotFound.body())
+                }))
+        })
+        .listen(listener)
+        .map_err(&listen_err)?
+        // Signals are ours to handle: sockets must be closed before the server drains.
+        .disable_signals()
+        .shutdown_timeout(10)
+        .run();
+
+        spawn_retention(hub.clone());
+        Ok(Self {
+            port: local.port(),
+            server,
+            hub,
+            first_owner,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.hub.public_url
+    }
+
+    /// The owner account made on the first start of an empty data directory, with its
+    /// token: shown once, by whoever started the hub.
+    pub fn first_owner(&self) -> Option<&CreatedAccount> {
+        self.first_owner.as_ref()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, closes agent sockets with
+    /// 1001, and waits for accepted requests to be committed and answered.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let handle = self.server.handle();
+        let server = actix_web::rt::spawn(self.server);
+        shutdown.await;
+        tracing::info!("shutting down: closing agent sockets, finishing accepted requests");
+        let _ = self.hub.registry.send(CloseAll).await;
+        handle.stop(true).await;
+        match server.await {
+            Ok(result) => result,
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+}
+
+fn spawn_retention(hub: Hub) {
+    let every = hub.config.retention_sweep;
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval(every);
+        loop {
+            interval.tick().await;
+            match hub.writer.apply_retention(hub.config.retention).await {
+                Ok((0, 0)) => {}
+                Ok((expired, pruned)) => tracing::info!(expired, pruned, "retention applied"),
+                Err(e) => tracing::error!(error = %e, "retention failed"),
+            }
+        }
+    });
+}

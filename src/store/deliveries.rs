@@ -1,0 +1,413 @@
+//! Deliveries: the durable queue of record and the activity history.
+//!
+//! The functions that take a `&mut SqliteConnection` are for the delivery writer alone
+//! (inside its group-commit transaction); the `Store` methods are reads.
+
+use bytes::Bytes;
+use sqlx::{sqlite::SqliteRow, Row, SqliteConnection};
+
+use std::sync::Arc;
+
+use super::{OwnedAgent, SealedSecrets, Store};
+use crate::{
+    ids::{AgentId, DeliveryId, WebhookId},
+    providers::Provider,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Queued,
+    Sent,
+    Acked,
+    Rejected,
+    Duplicate,
+    Expired,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 6] = [
+        Self::Queued,
+        Self::Sent,
+        Self::Acked,
+        Self::Rejected,
+        Self::Duplicate,
+        Self::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Acked => "acked",
+            Self::Rejected => "rejected",
+            Self::Duplicate => "duplicate",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// A delivery received on a webhook, before it is committed.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub agent_id: AgentId,
+    pub provider: Provider,
+    pub event: Option<String>,
+    pub provider_delivery_id: Option<String>,
+    pub verified: bool,
+    pub received_at: i64,
+    /// A JSON object of header name to value.
+    pub headers: String,
+    pub body: Bytes,
+    /// The webhook's secrets, sealed, for signing the frame that carries it.
+    pub secrets: Arc<SealedSecrets>,
+}
+
+/// A delivery waiting for its agent's ack: what an agent session sends.
+#[derive(Clone, Debug)]
+pub struct PendingDelivery {
+    /// Position in the agent's queue; sessions send in this order.
+    pub queue_seq: i64,
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub agent_id: AgentId,
+    pub provider: Provider,
+    pub event: Option<String>,
+    pub received_at: i64,
+    pub verified: bool,
+    /// Sends made before this copy was loaded.
+    pub attempts: i64,
+    pub headers: String,
+    pub body: Bytes,
+    pub secrets: Arc<SealedSecrets>,
+}
+
+impl PendingDelivery {
+    pub fn from_new(d: NewDelivery, queue_seq: i64) -> Self {
+        Self {
+            queue_seq,
+            id: d.id,
+            webhook_id: d.webhook_id,
+            agent_id: d.agent_id,
+            provider: d.provider,
+            event: d.event,
+            received_at: d.received_at,
+            verified: d.verified,
+            attempts: 0,
+            headers: d.headers,
+            body: d.body,
+            secrets: d.secrets,
+        }
+    }
+}
+
+/// A delivery as the activity list shows it.
+#[derive(Clone, Debug)]
+pub struct ActivityRecord {
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub status: DeliveryStatus,
+    pub event: Option<String>,
+    pub reason: Option<String>,
+    pub received_at: i64,
+    pub sent_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub attempts: i64,
+    pub size_bytes: i64,
+    pub verified: bool,
+}
+
+const ACTIVITY_COLUMNS: &str =
+    "id, webhook_id, status, event, reason, received_at, sent_at, acked_at, attempts, size_bytes, verified";
+
+fn activity_from_row(r: &SqliteRow) -> ActivityRecord {
+    let status: String = r.get("status");
+    ActivityRecord {
+        id: DeliveryId::from_trusted(r.get("id")),
+        webhook_id: WebhookId::from_trusted(r.get("webhook_id")),
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Queued),
+        event: r.get("event"),
+        reason: r.get("reason"),
+        received_at: r.get("received_at"),
+        sent_at: r.get("sent_at"),
+        acked_at: r.get("acked_at"),
+        attempts: r.get("attempts"),
+        size_bytes: r.get("size_bytes"),
+        verified: r.get::<i64, _>("verified") != 0,
+    }
+}
+
+const PENDING_SELECT: &str =
+    "SELECT d.queue_seq, d.id, d.webhook_id, d.agent_id, w.provider, d.event,
+        d.received_at, d.verified, d.attempts, d.headers, d.body,
+        w.signing_secret, w.previous_secret, w.previous_secret_until, w.provider_secret
+    FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id";
+
+fn pending_from_row(r: &SqliteRow) -> PendingDelivery {
+    let provider: String = r.get("provider");
+    PendingDelivery {
+        queue_seq: r.get("queue_seq"),
+        id: DeliveryId::from_trusted(r.get("id")),
+        webhook_id: WebhookId::from_trusted(r.get("webhook_id")),
+        agent_id: AgentId::from_trusted(r.get("agent_id")),
+        provider: Provider::parse(&provider).unwrap_or(Provider::Generic),
+        event: r.get("event"),
+        received_at: r.get("received_at"),
+        verified: r.get::<i64, _>("verified") != 0,
+        attempts: r.get("attempts"),
+        headers: r.get("headers"),
+        body: Bytes::from(r.get::<Vec<u8>, _>("body")),
+        secrets: Arc::new(SealedSecrets {
+            signing: r.get("signing_secret"),
+            previous: r.get("previous_secret"),
+            previous_until: r.get("previous_secret_until"),
+            provider: r.get("provider_secret"),
+        }),
+    }
+}
+
+impl Store {
+    /// The next page of an agent's queue after `after_queue_seq`, oldest first.
+    pub async fn pending_page(
+        &self,
+        agent_id: &AgentId,
+        after_queue_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingDelivery>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "{PENDING_SELECT}
+             WHERE d.agent_id = ? AND d.status IN ('queued', 'sent') AND d.queue_seq > ?
+             ORDER BY d.queue_seq LIMIT ?"
+        ))
+        .bind(agent_id.as_str())
+        .bind(after_queue_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(pending_from_row).collect())
+    }
+
+    /// A webhook's activity, newest first; `before` is a delivery id from a previous page.
+    pub async fn list_deliveries(
+        &self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        status: Option<DeliveryStatus>,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<ActivityRecord>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACTIVITY_COLUMNS} FROM deliveries
+             WHERE webhook_id = ?1 AND agent_id = ?2
+               AND (?3 IS NULL OR status = ?3)
+               AND (?4 IS NULL OR seq < (SELECT seq FROM deliveries WHERE id = ?4 AND webhook_id = ?1))
+             ORDER BY seq DESC LIMIT ?5"
+        ))
+        .bind(webhook_id.as_str())
+        .bind(owner.id().as_str())
+        .bind(status.map(DeliveryStatus::as_str))
+        .bind(before.map(DeliveryId::as_str))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(activity_from_row).collect())
+    }
+
+    /// One delivery with its headers and body.
+    pub async fn get_delivery(
+        &self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        id: &DeliveryId,
+    ) -> Result<Option<(ActivityRecord, String, Vec<u8>)>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTIVITY_COLUMNS}, headers, body FROM deliveries
+             WHERE id = ? AND webhook_id = ? AND agent_id = ?"
+        ))
+        .bind(id.as_str())
+        .bind(webhook_id.as_str())
+        .bind(owner.id().as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (activity_from_row(&r), r.get("headers"), r.get("body"))))
+    }
+
+    /// Queued or sent, not yet acked.
+    pub async fn backlog_depth(&self, agent_id: &AgentId) -> Result<i64, sqlx::Error> {
+        count_pending(&mut *self.pool.acquire().await?, agent_id).await
+    }
+}
+
+// ---- The delivery writer's statements -------------------------------------------------
+
+pub async fn max_queue_seq(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(queue_seq), 0) FROM deliveries")
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn count_pending(
+    conn: &mut SqliteConnection,
+    agent_id: &AgentId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries WHERE agent_id = ? AND status IN ('queued', 'sent')",
+    )
+    .bind(agent_id.as_str())
+    .fetch_one(conn)
+    .await
+}
+
+/// The delivery that first carried this provider delivery id on this webhook, if any.
+pub async fn find_original(
+    conn: &mut SqliteConnection,
+    webhook_id: &WebhookId,
+    provider_delivery_id: &str,
+) -> Result<Option<DeliveryId>, sqlx::Error> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM deliveries
+         WHERE webhook_id = ? AND provider_delivery_id = ? AND status NOT IN ('rejected', 'duplicate')
+         ORDER BY seq LIMIT 1",
+    )
+    .bind(webhook_id.as_str())
+    .bind(provider_delivery_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(id.map(DeliveryId::from_trusted))
+}
+
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    d: &NewDelivery,
+    status: DeliveryStatus,
+    queue_seq: Option<i64>,
+    reason: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO deliveries (id, webhook_id, agent_id, status, queue_seq, event, provider_delivery_id,
+             verified, reason, received_at, attempts, size_bytes, headers, body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+    )
+    .bind(d.id.as_str())
+    .bind(d.webhook_id.as_str())
+    .bind(d.agent_id.as_str())
+    .bind(status.as_str())
+    .bind(queue_seq)
+    .bind(d.event.as_deref())
+    .bind(d.provider_delivery_id.as_deref())
+    .bind(d.verified)
+    .bind(reason)
+    .bind(d.received_at)
+    .bind(d.body.len() as i64)
+    .bind(&d.headers)
+    .bind(d.body.as_ref())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// `true` when the ack moved a pending delivery to `acked`.
+pub async fn ack(
+    conn: &mut SqliteConnection,
+    agent_id: &AgentId,
+    id: &DeliveryId,
+    at: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET status = 'acked', acked_at = ?
+         WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent')",
+    )
+    .bind(at)
+    .bind(id.as_str())
+    .bind(agent_id.as_str())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn mark_sent(
+    conn: &mut SqliteConnection,
+    id: &DeliveryId,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1
+         WHERE id = ? AND status IN ('queued', 'sent')",
+    )
+    .bind(at)
+    .bind(id.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a delivery back at the end of its agent's queue. `None` when it is not the
+/// owner's, or was never for the agent (rejected, duplicate). The flag says whether it
+/// was already pending.
+pub async fn requeue(
+    conn: &mut SqliteConnection,
+    owner: &OwnedAgent,
+    webhook_id: &WebhookId,
+    id: &DeliveryId,
+    queue_seq: i64,
+) -> Result<Option<(PendingDelivery, bool)>, sqlx::Error> {
+    let was: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM deliveries WHERE id = ? AND webhook_id = ? AND agent_id = ?",
+    )
+    .bind(id.as_str())
+    .bind(webhook_id.as_str())
+    .bind(owner.id().as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(was) = was.as_deref().and_then(DeliveryStatus::parse) else {
+        return Ok(None);
+    };
+    if matches!(was, DeliveryStatus::Rejected | DeliveryStatus::Duplicate) {
+        return Ok(None);
+    }
+    sqlx::query(
+        "UPDATE deliveries SET status = 'queued', queue_seq = ?, acked_at = NULL WHERE id = ?",
+    )
+    .bind(queue_seq)
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query(&format!("{PENDING_SELECT} WHERE d.id = ?"))
+        .bind(id.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    let was_pending = matches!(was, DeliveryStatus::Queued | DeliveryStatus::Sent);
+    Ok(Some((pending_from_row(&row), was_pending)))
+}
+
+/// Applies retention: unacked deliveries older than `cutoff` become `expired`; finished
+/// ones older than it are deleted, and expired ones a retention period later.
+pub async fn apply_retention(
+    conn: &mut SqliteConnection,
+    cutoff: i64,
+    expired_cutoff: i64,
+) -> Result<(u64, u64), sqlx::Error> {
+    let expired = sqlx::query(
+        "UPDATE deliveries SET status = 'expired' WHERE received_at < ? AND status IN ('queued', 'sent')",
+    )
+    .bind(cutoff)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let pruned = sqlx::query(
+        "DELETE FROM deliveries
+         WHERE (received_at < ? AND status IN ('acked', 'rejected', 'duplicate'))
+            OR (received_at < ? AND status = 'expired')",
+    )
+    .bind(cutoff)
+    .bind(expired_cutoff)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((expired, pruned))
+}

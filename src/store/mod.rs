@@ -1,0 +1,69 @@
+//! Storage: the only module that speaks SQL.
+//!
+//! SQLite in WAL mode with `synchronous=FULL`: a commit is on disk before it returns, so a
+//! delivery answered 2xx survives `kill -9` and power loss. Reads and management writes use
+//! the pool; inserts into `deliveries` (and acks, sends, requeues and retention) go through
+//! the single [`crate::writer::DeliveryWriter`], which commits them in groups.
+//!
+//! Every query that reads or changes a webhook or a delivery takes an [`agents::OwnedAgent`],
+//! which only an ownership-checking query can produce, so a forgotten check does not compile.
+
+pub mod accounts;
+pub mod agents;
+pub mod deliveries;
+pub mod webhooks;
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    ConnectOptions, Connection, SqliteConnection, SqlitePool,
+};
+
+pub use accounts::Account;
+pub use agents::{Agent, OwnedAgent};
+pub use deliveries::{ActivityRecord, DeliveryStatus, PendingDelivery};
+pub use webhooks::{IngestWebhook, SealedSecrets, Webhook};
+
+const DB_FILE: &str = "hookhub.db";
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    options: SqliteConnectOptions,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir` and applies migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self, sqlx::Error> {
+        std::fs::create_dir_all(data_dir)?;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(data_dir.join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            // The CLI writes to the same file while a server runs; wait rather than fail.
+            .busy_timeout(Duration::from_secs(10))
+            .disable_statement_logging();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool, options })
+    }
+
+    /// A connection of its own, outside the pool, for the delivery writer.
+    pub async fn dedicated_connection(&self) -> Result<SqliteConnection, sqlx::Error> {
+        SqliteConnection::connect_with(&self.options).await
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

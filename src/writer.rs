@@ -1,0 +1,362 @@
+//! The delivery writer: the only writer to the `deliveries` table.
+//!
+//! Group commit: it takes every operation waiting at that moment (up to a bound), applies
+//! them in one `BEGIN IMMEDIATE … COMMIT` with `synchronous=FULL`, and only then answers
+//! each waiting request. While one batch is on its way to disk, the next one gathers, so
+//! the batch grows with the load and the fsync rate stops being the ingest rate.
+//!
+//! Being the only inserter, it also owns the things that must be decided atomically with
+//! the insert: the per-agent backlog cap, duplicate detection, and queue positions.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use actix::Addr;
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    actors::{messages::Route, Registry},
+    clock,
+    ids::{AgentId, DeliveryId, WebhookId},
+    store::{
+        deliveries::{self, NewDelivery},
+        DeliveryStatus, OwnedAgent, PendingDelivery, Store,
+    },
+};
+
+/// Most operations in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Most body bytes in one transaction, so that a burst of large bodies commits in parts.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the delivery could not be stored: {0}")]
+pub struct WriteError(String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Queued(DeliveryId),
+    /// Seen before on this webhook: the original delivery's id.
+    Duplicate(DeliveryId),
+    BacklogFull,
+}
+
+enum Op {
+    Ingest(
+        NewDelivery,
+        oneshot::Sender<Result<IngestOutcome, WriteError>>,
+    ),
+    Reject(NewDelivery, String, oneshot::Sender<Result<(), WriteError>>),
+    Ack(AgentId, DeliveryId),
+    Sent(Vec<DeliveryId>),
+    Requeue {
+        owner: OwnedAgent,
+        webhook_id: WebhookId,
+        id: DeliveryId,
+        reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
+    Retention {
+        cutoff: i64,
+        expired_cutoff: i64,
+        reply: oneshot::Sender<Result<(u64, u64), WriteError>>,
+    },
+}
+
+impl Op {
+    fn body_len(&self) -> usize {
+        match self {
+            Op::Ingest(d, _) | Op::Reject(d, _, _) => d.body.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// A handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct DeliveryWriter {
+    tx: mpsc::Sender<Op>,
+}
+
+impl DeliveryWriter {
+    /// Starts the writer task on the current runtime.
+    pub async fn start(
+        store: &Store,
+        registry: Addr<Registry>,
+        backlog_cap: u64,
+    ) -> Result<Self, sqlx::Error> {
+        let mut conn = store.dedicated_connection().await?;
+        let next_queue_seq = deliveries::max_queue_seq(&mut conn).await? + 1;
+        let (tx, rx) = mpsc::channel(8192);
+        let task = WriterTask {
+            conn,
+            rx,
+            registry,
+            backlog_cap,
+            next_queue_seq,
+            pending_counts: HashMap::new(),
+        };
+        tokio::spawn(task.run());
+        Ok(Self { tx })
+    }
+
+    /// Commits a delivery for its agent; answers once it is durable.
+    pub async fn ingest(&self, d: NewDelivery) -> Result<IngestOutcome, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::Ingest(d, reply)).await?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Records a request that failed verification; it never reaches the agent.
+    pub async fn reject(&self, d: NewDelivery, reason: String) -> Result<(), WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::Reject(d, reason, reply)).await?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Queues `id` again at the end of its agent's queue. `false`: not found for this owner.
+    pub async fn requeue(
+        &self,
+        owner: OwnedAgent,
+        webhook_id: WebhookId,
+        id: DeliveryId,
+    ) -> Result<bool, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::Requeue {
+            owner,
+            webhook_id,
+            id,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    pub async fn apply_retention(&self, retention: Duration) -> Result<(u64, u64), WriteError> {
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = clock::now_ms().saturating_sub(retention_ms);
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::Retention {
+            cutoff,
+            expired_cutoff: cutoff.saturating_sub(retention_ms),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Acks need no answer, and losing one only means a delivery is sent again, so a
+    /// session never waits for the writer: it queues, or hands the wait to a task.
+    pub fn ack(&self, agent_id: AgentId, id: DeliveryId) {
+        self.fire(Op::Ack(agent_id, id));
+    }
+
+    pub fn sent(&self, ids: Vec<DeliveryId>) {
+        if !ids.is_empty() {
+            self.fire(Op::Sent(ids));
+        }
+    }
+
+    fn fire(&self, op: Op) {
+        if let Err(mpsc::error::TrySendError::Full(op)) = self.tx.try_send(op) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(op).await;
+            });
+        }
+    }
+
+    async fn submit(&self, op: Op) -> Result<(), WriteError> {
+        self.tx.send(op).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> WriteError {
+    WriteError("the delivery writer has stopped".to_owned())
+}
+
+struct WriterTask {
+    conn: SqliteConnection,
+    rx: mpsc::Receiver<Op>,
+    registry: Addr<Registry>,
+    backlog_cap: u64,
+    next_queue_seq: i64,
+    /// Pending (queued or sent) deliveries per agent, loaded on first use and kept exact
+    /// by this task, the only writer; cleared whenever a commit fails.
+    pending_counts: HashMap<AgentId, i64>,
+}
+
+/// What a committed batch owes its callers.
+enum Answer {
+    Ingest(
+        oneshot::Sender<Result<IngestOutcome, WriteError>>,
+        IngestOutcome,
+    ),
+    Reject(oneshot::Sender<Result<(), WriteError>>),
+    Requeue(oneshot::Sender<Result<bool, WriteError>>, bool),
+    Retention(oneshot::Sender<Result<(u64, u64), WriteError>>, (u64, u64)),
+}
+
+impl WriterTask {
+    async fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = self.rx.recv().await {
+            let mut bytes = first.body_len();
+            batch.push(first);
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                match self.rx.try_recv() {
+                    Ok(op) => {
+                        bytes += op.body_len();
+                        batch.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch).await;
+        }
+        tracing::debug!("delivery writer stopped: every handle is gone");
+    }
+
+    async fn commit(&mut self, batch: &mut Vec<Op>) {
+        let first_queue_seq = self.next_queue_seq;
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut routed = Vec::new();
+        let result = self.apply(batch.drain(..), &mut answers, &mut routed).await;
+        match result {
+            Ok(()) => {
+                for answer in answers {
+                    match answer {
+                        Answer::Ingest(tx, outcome) => drop(tx.send(Ok(outcome))),
+                        Answer::Reject(tx) => drop(tx.send(Ok(()))),
+                        Answer::Requeue(tx, found) => drop(tx.send(Ok(found))),
+                        Answer::Retention(tx, counts) => {
+                            // Expiry changed pending counts behind our back: reload lazily.
+                            self.pending_counts.clear();
+                            drop(tx.send(Ok(counts)));
+                        }
+                    }
+                }
+                if !routed.is_empty() {
+                    // Awaiting keeps routes in commit order and slows the writer when the
+                    // registry falls behind, instead of queueing without bound.
+                    let _ = self.registry.send(Route(routed)).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delivery batch failed to commit; nothing in it was accepted");
+                self.next_queue_seq = first_queue_seq;
+                self.pending_counts.clear();
+                let err = || WriteError(e.to_string());
+                for answer in answers {
+                    match answer {
+                        Answer::Ingest(tx, _) => drop(tx.send(Err(err()))),
+                        Answer::Reject(tx) => drop(tx.send(Err(err()))),
+                        Answer::Requeue(tx, _) => drop(tx.send(Err(err()))),
+                        Answer::Retention(tx, _) => drop(tx.send(Err(err()))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the batch in one transaction. On error nothing is committed, and every
+    /// answer collected so far is turned into an error by the caller.
+    async fn apply(
+        &mut self,
+        ops: impl Iterator<Item = Op>,
+        answers: &mut Vec<Answer>,
+        routed: &mut Vec<Arc<PendingDelivery>>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let now = clock::now_ms();
+        // Provider delivery ids inserted earlier in this same batch.
+        let mut seen_in_batch: HashMap<(WebhookId, String), DeliveryId> = HashMap::new();
+        let mut sent_ids = Vec::new();
+        for op in ops {
+            match op {
+                Op::Ingest(d, reply) => {
+                    if let Some(pid) = &d.provider_delivery_id {
+                        let key = (d.webhook_id.clone(), pid.clone());
+                        let original = match seen_in_batch.get(&key) {
+                            Some(id) => Some(id.clone()),
+                            None => deliveries::find_original(&mut tx, &d.webhook_id, pid).await?,
+                        };
+                        if let Some(original) = original {
+                            deliveries::insert(&mut tx, &d, DeliveryStatus::Duplicate, None, None)
+                                .await?;
+                            answers.push(Answer::Ingest(reply, IngestOutcome::Duplicate(original)));
+                            continue;
+                        }
+                        seen_in_batch.insert(key, d.id.clone());
+                    }
+                    let count = match self.pending_counts.get(&d.agent_id) {
+                        Some(c) => *c,
+                        None => deliveries::count_pending(&mut tx, &d.agent_id).await?,
+                    };
+                    if count >= i64::try_from(self.backlog_cap).unwrap_or(i64::MAX) {
+                        self.pending_counts.insert(d.agent_id.clone(), count);
+                        if let Some(pid) = &d.provider_delivery_id {
+                            seen_in_batch.remove(&(d.webhook_id.clone(), pid.clone()));
+                        }
+                        answers.push(Answer::Ingest(reply, IngestOutcome::BacklogFull));
+                        continue;
+                    }
+                    self.pending_counts.insert(d.agent_id.clone(), count + 1);
+                    let queue_seq = self.next_queue_seq;
+                    self.next_queue_seq += 1;
+                    deliveries::insert(&mut tx, &d, DeliveryStatus::Queued, Some(queue_seq), None)
+                        .await?;
+                    let id = d.id.clone();
+                    routed.push(Arc::new(PendingDelivery::from_new(d, queue_seq)));
+                    answers.push(Answer::Ingest(reply, IngestOutcome::Queued(id)));
+                }
+                Op::Reject(d, reason, reply) => {
+                    deliveries::insert(&mut tx, &d, DeliveryStatus::Rejected, None, Some(&reason))
+                        .await?;
+                    answers.push(Answer::Reject(reply));
+                }
+                Op::Ack(agent_id, id) => {
+                    if deliveries::ack(&mut tx, &agent_id, &id, now).await? {
+                        if let Some(c) = self.pending_counts.get_mut(&agent_id) {
+                            *c -= 1;
+                        }
+                    }
+                }
+                Op::Sent(ids) => sent_ids.extend(ids),
+                Op::Requeue {
+                    owner,
+                    webhook_id,
+                    id,
+                    reply,
+                } => {
+                    let queue_seq = self.next_queue_seq;
+                    match deliveries::requeue(&mut tx, &owner, &webhook_id, &id, queue_seq).await? {
+                        Some((pending, was_pending)) => {
+                            self.next_queue_seq += 1;
+                            if !was_pending {
+                                if let Some(c) = self.pending_counts.get_mut(owner.id()) {
+                                    *c += 1;
+                                }
+                            }
+                            routed.push(Arc::new(pending));
+                            answers.push(Answer::Requeue(reply, true));
+                        }
+                        None => answers.push(Answer::Requeue(reply, false)),
+                    }
+                }
+                Op::Retention {
+                    cutoff,
+                    expired_cutoff,
+                    reply,
+                } => {
+                    let counts =
+                        deliveries::apply_retention(&mut tx, cutoff, expired_cutoff).await?;
+                    answers.push(Answer::Retention(reply, counts));
+                }
+            }
+        }
+        for id in &sent_ids {
+            deliveries::mark_sent(&mut tx, id, now).await?;
+        }
+        tx.commit().await
+    }
+}

@@ -1,0 +1,262 @@
+//! The test harness: a real hookhub on port 0 with a fresh data directory, spoken to over
+//! real HTTP and real WebSockets.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use actix_web::rt::time::timeout;
+use awc::{ws, BoxedSocket, Client};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hookhub::{config::Config, startup::Application};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub owner_token: String,
+    pub owner_account: String,
+    pub data_dir: TempDir,
+    pub client: Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<oneshot::Receiver<()>>,
+}
+
+/// Starts a hub with the defaults on a fresh data directory.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a hub, letting the test change settings first.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(data_dir.path().to_path_buf());
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("hub starts");
+    let port = app.port();
+    let owner = app.first_owner().expect("first start creates an owner");
+    let (owner_token, owner_account) = (owner.token.clone(), owner.account_id.clone());
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let (stopped_tx, stopped_rx) = oneshot::channel::<()>();
+    actix_web::rt::spawn(async move {
+        let _ = app
+            .run_until(async {
+                let _ = shutdown_rx.await;
+            })
+            .await;
+        let _ = stopped_tx.send(());
+    });
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        owner_token,
+        owner_account,
+        data_dir,
+        client: Client::builder().timeout(Duration::from_secs(30)).finish(),
+        shutdown: Some(shutdown_tx),
+        stopped: Some(stopped_rx),
+    }
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,sqlx=warn")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A response: status, raw body, and the body as JSON (Null if it is not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub raw: Bytes,
+    pub json: Value,
+    pub headers: awc::http::header::HeaderMap,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        };
+        into_resp(resp.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.request("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.request("POST", path, Some(token), Some(body)).await
+    }
+
+    /// POSTs raw bytes to a webhook's ingest URL with the given headers.
+    pub async fn ingest(&self, webhook_id: &str, body: impl Into<Bytes>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.client.post(self.url(&format!("/v1/hooks/{webhook_id}")));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        into_resp(req.send_body(body.into()).await.expect("ingest sent")).await
+    }
+
+    /// Creates an agent under the first owner: `(agentId, token)`.
+    pub async fn create_agent(&self, name: &str) -> (String, String) {
+        self.create_agent_as(&self.owner_token, name).await
+    }
+
+    pub async fn create_agent_as(&self, owner_token: &str, name: &str) -> (String, String) {
+        let r = self.post("/v1/agents", owner_token, json!({ "name": name })).await;
+        assert_eq!(r.status, 201, "{:?}", r.json);
+        (
+            r.json["agentId"].as_str().unwrap().to_owned(),
+            r.json["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates a webhook: the whole create response.
+    pub async fn create_webhook(&self, token: &str, agent: &str, name: &str, provider: &str) -> Value {
+        let r = self
+            .post(
+                &format!("/v1/agents/{agent}/webhooks"),
+                token,
+                json!({ "name": name, "provider": provider }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.json);
+        r.json
+    }
+
+    /// Opens the agent's socket.
+    pub async fn connect(&self, agent_token: &str) -> AgentSocket {
+        let url = format!("ws://127.0.0.1:{}/v1/agent/connect", self.port);
+        let (_, framed) = self
+            .client
+            .ws(url)
+            .bearer_auth(agent_token)
+            .max_frame_size(64 * 1024 * 1024)
+            .connect()
+            .await
+            .expect("agent socket connects");
+        AgentSocket { framed }
+    }
+
+    /// Stops the hub the way SIGTERM does, and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(rx) = self.stopped.take() {
+            let _ = timeout(Duration::from_secs(20), rx).await;
+        }
+    }
+}
+
+async fn into_resp<S>(mut resp: awc::ClientResponse<S>) -> Resp
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let raw = resp.body().limit(64 * 1024 * 1024).await.expect("body read");
+    let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Resp {
+        status,
+        raw,
+        json,
+        headers,
+    }
+}
+
+pub struct AgentSocket {
+    pub framed: actix_codec::Framed<BoxedSocket, ws::Codec>,
+}
+
+pub enum Incoming {
+    Json(Value),
+    Close(Option<ws::CloseReason>),
+    Ended,
+}
+
+impl AgentSocket {
+    /// The next JSON text frame, answering pings; panics after `secs` without one.
+    pub async fn next_json(&mut self, secs: u64) -> Value {
+        match self.next_incoming(secs).await {
+            Some(Incoming::Json(v)) => v,
+            Some(Incoming::Close(r)) => panic!("socket closed: {r:?}"),
+            Some(Incoming::Ended) => panic!("socket ended"),
+            None => panic!("no frame within {secs}s"),
+        }
+    }
+
+    /// The next frame, or `None` if nothing came within `secs`.
+    pub async fn next_incoming(&mut self, secs: u64) -> Option<Incoming> {
+        let deadline = Duration::from_secs(secs);
+        let fut = async {
+            loop {
+                match self.framed.next().await {
+                    Some(Ok(ws::Frame::Text(bytes))) => {
+                        return Incoming::Json(serde_json::from_slice(&bytes).expect("JSON frame"))
+                    }
+                    Some(Ok(ws::Frame::Ping(p))) => {
+                        let _ = self.framed.send(ws::Message::Pong(p)).await;
+                    }
+                    Some(Ok(ws::Frame::Close(reason))) => return Incoming::Close(reason),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return Incoming::Ended,
+                }
+            }
+        };
+        timeout(deadline, fut).await.ok()
+    }
+
+    /// The next `delivery` frame, skipping nothing else: anything else is a failure.
+    pub async fn next_delivery(&mut self, secs: u64) -> Value {
+        let v = self.next_json(secs).await;
+        assert_eq!(v["type"], "delivery", "expected a delivery frame, got {v}");
+        v
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.framed
+            .send(ws::Message::Text(v.to_string().into()))
+            .await
+            .expect("frame sent");
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.framed
+            .send(ws::Message::Text(s.to_owned().into()))
+            .await
+            .expect("frame sent");
+    }
+
+    pub async fn ack(&mut self, delivery_id: &str) {
+        self.send_json(json!({ "type": "ack", "deliveryId": delivery_id }))
+            .await;
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.framed.send(ws::Message::Close(None)).await;
+    }
+}
