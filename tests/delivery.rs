@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Realtime delivery: ingest, the agent socket, the offline backlog, acks and activity.
 mod common;
 
@@ -7,11 +8,15 @@ use common::spawn_app;
 async fn online_agent_gets_a_delivery_and_acks_it() {
     let app = spawn_app().await;
     let (agent, agent_token) = app.create_agent("bot").await;
-    let wh = app.create_webhook(&app.owner_token, &agent, "gh", "generic").await;
+    let wh = app
+        .create_webhook(&app.owner_token, &agent, "gh", "generic")
+        .await;
     let wid = wh["webhookId"].as_str().unwrap();
     let mut sock = app.connect(&agent_token).await;
 
-    let r = app.ingest(wid, r#"{"type":"ping","n":1}"#, &[("x-custom", "yes")]).await;
+    let r = app
+        .ingest(wid, r#"{"type":"ping","n":1}"#, &[("x-custom", "yes")])
+        .await;
     assert_eq!(r.status, 202, "{:?}", r.json);
     let id = r.json["deliveryId"].as_str().unwrap().to_owned();
     assert!(id.starts_with("dlv_"));
@@ -33,7 +38,10 @@ async fn online_agent_gets_a_delivery_and_acks_it() {
     let mut status = String::new();
     for _ in 0..50 {
         let list = app.get(&path, &app.owner_token).await;
-        status = list.json["deliveries"][0]["status"].as_str().unwrap().to_owned();
+        status = list.json["deliveries"][0]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         if status == "acked" {
             break;
         }

@@ -112,8 +112,15 @@ impl TestApp {
     }
 
     /// POSTs raw bytes to a webhook's ingest URL with the given headers.
-    pub async fn ingest(&self, webhook_id: &str, body: impl Into<Bytes>, headers: &[(&str, &str)]) -> Resp {
-        let mut req = self.client.post(self.url(&format!("/v1/hooks/{webhook_id}")));
+    pub async fn ingest(
+        &self,
+        webhook_id: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/v1/hooks/{webhook_id}")));
         for (k, v) in headers {
             req = req.insert_header((*k, *v));
         }
@@ -126,7 +133,9 @@ impl TestApp {
     }
 
     pub async fn create_agent_as(&self, owner_token: &str, name: &str) -> (String, String) {
-        let r = self.post("/v1/agents", owner_token, json!({ "name": name })).await;
+        let r = self
+            .post("/v1/agents", owner_token, json!({ "name": name }))
+            .await;
         assert_eq!(r.status, 201, "{:?}", r.json);
         (
             r.json["agentId"].as_str().unwrap().to_owned(),
@@ -135,7 +144,13 @@ impl TestApp {
     }
 
     /// Creates a webhook: the whole create response.
-    pub async fn create_webhook(&self, token: &str, agent: &str, name: &str, provider: &str) -> Value {
+    pub async fn create_webhook(
+        &self,
+        token: &str,
+        agent: &str,
+        name: &str,
+        provider: &str,
+    ) -> Value {
         let r = self
             .post(
                 &format!("/v1/agents/{agent}/webhooks"),
@@ -178,7 +193,11 @@ where
 {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let raw = resp.body().limit(64 * 1024 * 1024).await.expect("body read");
+    let raw = resp
+        .body()
+        .limit(64 * 1024 * 1024)
+        .await
+        .expect("body read");
     let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     Resp {
         status,

@@ -1,0 +1,528 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The management API: accounts, agents, webhooks, ownership, errors, and the CLI.
+mod common;
+
+use std::process::Command;
+
+use common::{spawn_app, TestApp};
+use serde_json::{json, Value};
+
+fn cli(app: &TestApp, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(app.data_dir.path())
+        .output()
+        .expect("hookhub runs");
+    assert!(
+        out.status.success(),
+        "hookhub {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one JSON object on one line: {stdout}"
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// A second owner, made with the CLI while the server runs on the same data directory.
+fn second_owner(app: &TestApp) -> String {
+    let acct = cli(app, &["account", "create", "--name", "mallory"]);
+    acct["token"].as_str().unwrap().to_owned()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[actix_web::test]
+async fn agents_are_created_and_listed_by_their_owner() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/v1/agents",
+            &app.owner_token,
+            json!({"name": "triage bot"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(keys(&r.json), ["agentId", "createdAt", "name", "token"]);
+    assert!(r.json["agentId"].as_str().unwrap().starts_with("agt_"));
+    assert!(r.json["token"].as_str().unwrap().starts_with("hh_agent_"));
+    assert_eq!(r.json["name"], "triage bot");
+
+    let list = app.get("/v1/agents", &app.owner_token).await;
+    assert_eq!(list.status, 200);
+    let agents = list.json["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["agentId"], r.json["agentId"]);
+    assert_eq!(agents[0]["connected"], false);
+    assert_eq!(agents[0]["lastSeenAt"], Value::Null);
+    assert!(agents[0].get("token").is_none());
+
+    // An agent manages webhooks, not agents.
+    let agent_token = r.json["token"].as_str().unwrap();
+    assert_eq!(app.get("/v1/agents", agent_token).await.status, 401);
+    let other = second_owner(&app);
+    let theirs = app.get("/v1/agents", &other).await;
+    assert_eq!(theirs.json["agents"], json!([]));
+}
+
+#[actix_web::test]
+async fn webhook_lifecycle_for_an_owner() {
+    let app = spawn_app().await;
+    let (agent, _) = app.create_agent("bot").await;
+    let created = app
+        .create_webhook(&app.owner_token, &agent, "GitHub pushes", "github")
+        .await;
+    // Exactly the seed's shape.
+    assert_eq!(
+        keys(&created),
+        [
+            "active",
+            "createdAt",
+            "name",
+            "provider",
+            "signingSecret",
+            "url",
+            "webhookId"
+        ]
+    );
+    let id = created["webhookId"].as_str().unwrap();
+    let secret = created["signingSecret"].as_str().unwrap();
+    assert!(id.starts_with("whk_"));
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(created["url"], format!("{}/v1/hooks/{id}", app.base));
+    assert_eq!(created["provider"], "github");
+    assert_eq!(created["active"], true);
+
+    let list = app
+        .get(&format!("/v1/agents/{agent}/webhooks"), &app.owner_token)
+        .await;
+    assert_eq!(list.status, 200);
+    let listed = &list.json["webhooks"][0];
+    for k in [
+        "webhookId",
+        "url",
+        "name",
+        "provider",
+        "active",
+        "createdBy",
+        "createdAt",
+        "updatedAt",
+    ] {
+        assert!(
+            listed.get(k).is_some(),
+            "listed webhook lacks {k}: {listed}"
+        );
+    }
+    assert_eq!(listed["createdBy"], "user");
+    assert!(listed.get("signingSecret").is_none());
+    assert!(!String::from_utf8_lossy(&list.raw).contains(secret));
+
+    let path = format!("/v1/agents/{agent}/webhooks/{id}");
+    let got = app.get(&path, &app.owner_token).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json["webhookId"], id);
+    assert!(!String::from_utf8_lossy(&got.raw).contains(secret));
+
+    // Rotate: a new secret, once; same id and url.
+    let rotated = app
+        .post(&format!("{path}/rotate"), &app.owner_token, json!({}))
+        .await;
+    assert_eq!(rotated.status, 200);
+    assert_eq!(keys(&rotated.json), ["signingSecret", "webhookId"]);
+    assert_eq!(rotated.json["webhookId"], id);
+    let new_secret = rotated.json["signingSecret"].as_str().unwrap();
+    assert!(new_secret.starts_with("whsec_"));
+    assert_ne!(new_secret, secret);
+    let after = app.get(&path, &app.owner_token).await;
+    assert_eq!(after.json["url"], created["url"]);
+    assert!(!String::from_utf8_lossy(&after.raw).contains(new_secret));
+
+    // Delete deactivates, idempotently, and the webhook stays listed.
+    for _ in 0..2 {
+        let del = app
+            .request("DELETE", &path, Some(&app.owner_token), None)
+            .await;
+        assert_eq!(del.status, 200);
+        assert_eq!(del.json, json!({"webhookId": id, "active": false}));
+    }
+    let list = app
+        .get(&format!("/v1/agents/{agent}/webhooks"), &app.owner_token)
+        .await;
+    assert_eq!(list.json["webhooks"][0]["active"], false);
+    assert_eq!(app.ingest(id, "{}", &[]).await.status, 404);
+}
+
+#[actix_web::test]
+async fn provider_secret_is_for_stripe_and_slack() {
+    let app = spawn_app().await;
+    let (agent, _) = app.create_agent("bot").await;
+    let stripe = app
+        .create_webhook(&app.owner_token, &agent, "pay", "stripe")
+        .await;
+    let path = format!(
+        "/v1/agents/{agent}/webhooks/{}/provider-secret",
+        stripe["webhookId"].as_str().unwrap()
+    );
+    let r = app
+        .request(
+            "PUT",
+            &path,
+            Some(&app.owner_token),
+            Some(json!({"secret": "whsec_from_stripe"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(r.raw.is_empty());
+
+    let gh = app
+        .create_webhook(&app.owner_token, &agent, "gh", "github")
+        .await;
+    let path = format!(
+        "/v1/agents/{agent}/webhooks/{}/provider-secret",
+        gh["webhookId"].as_str().unwrap()
+    );
+    let r = app
+        .request(
+            "PUT",
+            &path,
+            Some(&app.owner_token),
+            Some(json!({"secret": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json["error"]["field"], "secret");
+    let r = app
+        .request("PUT", &path, Some(&app.owner_token), Some(json!({})))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json["error"]["field"], "secret");
+}
+
+#[actix_web::test]
+async fn agents_manage_their_own_webhooks_as_me() {
+    let app = spawn_app().await;
+    let (agent, token) = app.create_agent("bot").await;
+    let created = app
+        .create_webhook(&token, "me", "self-made", "generic")
+        .await;
+    let id = created["webhookId"].as_str().unwrap();
+    assert_eq!(created["provider"], "generic");
+
+    // The owner sees it, made by the agent; the agent sees it under its own id too.
+    let by_owner = app
+        .get(
+            &format!("/v1/agents/{agent}/webhooks/{id}"),
+            &app.owner_token,
+        )
+        .await;
+    assert_eq!(by_owner.status, 200);
+    assert_eq!(by_owner.json["createdBy"], "agent");
+    let by_id = app
+        .get(&format!("/v1/agents/{agent}/webhooks"), &token)
+        .await;
+    assert_eq!(by_id.json["webhooks"][0]["webhookId"], id);
+
+    // Provider defaults to generic.
+    let r = app
+        .post("/v1/agents/me/webhooks", &token, json!({"name": "default"}))
+        .await;
+    assert_eq!(r.json["provider"], "generic");
+}
+
+#[actix_web::test]
+async fn strangers_get_the_same_404_as_for_nothing() {
+    let app = spawn_app().await;
+    let (agent, agent_token) = app.create_agent("bot").await;
+    let (sibling, sibling_token) = app.create_agent("sibling").await;
+    let wh = app
+        .create_webhook(&app.owner_token, &agent, "gh", "stripe")
+        .await;
+    let id = wh["webhookId"].as_str().unwrap();
+    let mallory = second_owner(&app);
+    let unknown = "whk_01J9Z8Q0000000000000000000";
+
+    // Every operation, for a stranger and for nothing at all.
+    let ops = |agent: &str, id: &str| -> Vec<(&'static str, String, Option<Value>)> {
+        let base = format!("/v1/agents/{agent}/webhooks/{id}");
+        vec![
+            ("GET", base.clone(), None),
+            ("POST", format!("{base}/rotate"), Some(json!({}))),
+            (
+                "PUT",
+                format!("{base}/provider-secret"),
+                Some(json!({"secret": "s"})),
+            ),
+            ("DELETE", base.clone(), None),
+            ("GET", format!("{base}/deliveries"), None),
+        ]
+    };
+    let reference = app
+        .request(
+            "GET",
+            &format!("/v1/agents/{agent}/webhooks/{unknown}"),
+            Some(&app.owner_token),
+            None,
+        )
+        .await;
+    assert_eq!(reference.status, 404);
+    assert_eq!(reference.json["error"]["code"], "not_found");
+
+    let strangers = [
+        (mallory.as_str(), agent.as_str()), // another owner, real ids
+        (sibling_token.as_str(), agent.as_str()), // a sibling agent, real ids
+        (sibling_token.as_str(), "me"),     // a sibling agent, as itself
+        (app.owner_token.as_str(), sibling.as_str()), // the owner, but the wrong agent
+    ];
+    for (token, agent_ref) in strangers {
+        for (method, path, body) in ops(agent_ref, id) {
+            let r = app.request(method, &path, Some(token), body).await;
+            assert_eq!(r.status, 404, "{method} {path}");
+            assert_eq!(
+                r.raw, reference.raw,
+                "{method} {path} differs from an unknown id"
+            );
+        }
+    }
+    // Listing another's agent is a 404 too, never a 403 or an empty list.
+    let r = app
+        .get(&format!("/v1/agents/{agent}/webhooks"), &mallory)
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.raw, reference.raw);
+    let r = app
+        .post(
+            &format!("/v1/agents/{agent}/webhooks"),
+            &mallory,
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // Nothing changed: the owner still sees an active webhook, with its secret unchanged.
+    let r = app
+        .get(&format!("/v1/agents/{agent}/webhooks/{id}"), &agent_token)
+        .await;
+    assert_eq!(r.json["active"], true);
+    assert_eq!(r.json["updatedAt"], r.json["createdAt"]);
+}
+
+#[actix_web::test]
+async fn bad_input_is_a_400_naming_the_field() {
+    let app = spawn_app().await;
+    let (agent, _) = app.create_agent("bot").await;
+    let path = format!("/v1/agents/{agent}/webhooks");
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "   "}), "name"),
+        (json!({"name": "x".repeat(201)}), "name"),
+        (json!({"name": 42}), "name"),
+        (json!({"name": "ok", "provider": "gitlab"}), "provider"),
+        (json!(["not", "an", "object"]), "body"),
+    ];
+    for (body, field) in cases {
+        let r = app.post(&path, &app.owner_token, body.clone()).await;
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(r.json["error"]["code"], "invalid_request");
+        assert_eq!(r.json["error"]["field"], field, "{body}: {}", r.json);
+        assert!(!r.json["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // 200 characters is fine.
+    let r = app
+        .post(&path, &app.owner_token, json!({"name": "x".repeat(200)}))
+        .await;
+    assert_eq!(r.status, 201);
+
+    // Malformed JSON, and a body that is not JSON at all.
+    let r = app
+        .client
+        .post(app.url(&path))
+        .bearer_auth(&app.owner_token)
+        .insert_header(("content-type", "application/json"))
+        .send_body("{\"name\": ")
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(r["error"]["field"], "body");
+    let mut resp = app
+        .client
+        .post(app.url(&path))
+        .bearer_auth(&app.owner_token)
+        .insert_header(("content-type", "text/plain"))
+        .send_body("{\"name\": \"x\"}")
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["error"]["field"], "content-type");
+}
+
+#[actix_web::test]
+async fn missing_or_wrong_tokens_are_401() {
+    let app = spawn_app().await;
+    let (agent, token) = app.create_agent("bot").await;
+    let path = format!("/v1/agents/{agent}/webhooks");
+    for auth in [
+        None,
+        Some("Bearer".to_owned()),
+        Some("Bearer hh_owner_nope".to_owned()),
+        Some("Bearer hh_agent_nope".to_owned()),
+        Some(format!("Basic {}", app.owner_token)),
+        Some(format!("Bearer {}x", token)),
+    ] {
+        let mut req = app.client.get(app.url(&path));
+        if let Some(a) = &auth {
+            req = req.insert_header(("authorization", a.as_str()));
+        }
+        let mut resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{auth:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+}
+
+#[actix_web::test]
+async fn the_database_holds_no_plaintext_secret_or_token() {
+    let mut app = spawn_app().await;
+    let (agent, agent_token) = app.create_agent("bot").await;
+    let wh = app
+        .create_webhook(&app.owner_token, &agent, "pay", "stripe")
+        .await;
+    let id = wh["webhookId"].as_str().unwrap();
+    let rotated = app
+        .post(
+            &format!("/v1/agents/{agent}/webhooks/{id}/rotate"),
+            &app.owner_token,
+            json!({}),
+        )
+        .await;
+    let provider_secret = "whsec_stripe_issued_secret_value";
+    let r = app
+        .request(
+            "PUT",
+            &format!("/v1/agents/{agent}/webhooks/{id}/provider-secret"),
+            Some(&app.owner_token),
+            Some(json!({"secret": provider_secret})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    app.stop().await;
+
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.data_dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("hookhub.db")
+        {
+            bytes.extend(std::fs::read(path).unwrap());
+        }
+    }
+    assert!(bytes.len() > 4096, "the database was read");
+    let haystack = String::from_utf8_lossy(&bytes);
+    for needle in [
+        app.owner_token.as_str(),
+        agent_token.as_str(),
+        wh["signingSecret"].as_str().unwrap(),
+        rotated.json["signingSecret"].as_str().unwrap(),
+        provider_secret,
+    ] {
+        // The part after the prefix is the secret material.
+        let material = &needle[needle.len() - 20..];
+        assert!(
+            !haystack.contains(material),
+            "plaintext found in the database"
+        );
+    }
+    assert!(
+        haystack.contains(id),
+        "ids are stored in plaintext, so the search works"
+    );
+}
+
+#[actix_web::test]
+async fn cli_commands_print_json_whose_tokens_work() {
+    let app = spawn_app().await;
+    let acct = cli(&app, &["account", "create", "--name", "ops team"]);
+    assert_eq!(keys(&acct), ["accountId", "name", "token"]);
+    assert_eq!(acct["name"], "ops team");
+    let account_id = acct["accountId"].as_str().unwrap();
+    assert!(account_id.starts_with("acct_"));
+    let owner_token = acct["token"].as_str().unwrap();
+
+    let agent = cli(
+        &app,
+        &[
+            "agent",
+            "create",
+            "--account",
+            account_id,
+            "--name",
+            "deployer",
+        ],
+    );
+    assert_eq!(
+        keys(&agent),
+        ["accountId", "agentId", "createdAt", "name", "token"]
+    );
+    assert_eq!(agent["accountId"], account_id);
+    let agent_id = agent["agentId"].as_str().unwrap();
+    let agent_token = agent["token"].as_str().unwrap();
+
+    // Both tokens work against the server already running on this data directory.
+    let list = app.get("/v1/agents", owner_token).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json["agents"][0]["agentId"], agent_id);
+    let created = app
+        .create_webhook(agent_token, "me", "from the cli agent", "github")
+        .await;
+    let seen = app
+        .get(
+            &format!(
+                "/v1/agents/{agent_id}/webhooks/{}",
+                created["webhookId"].as_str().unwrap()
+            ),
+            owner_token,
+        )
+        .await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.json["createdBy"], "agent");
+
+    // A wrong account is a clear failure, not a JSON object.
+    let out = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+        .args([
+            "agent",
+            "create",
+            "--account",
+            "acct_01J9Z8Q0000000000000000000",
+            "--name",
+            "x",
+        ])
+        .arg("--data-dir")
+        .arg(app.data_dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
+}
+
+#[actix_web::test]
+async fn unknown_routes_and_health() {
+    let app = spawn_app().await;
+    let r = app.request("GET", "/v1/nothing-here", None, None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json["error"]["code"], "not_found");
+    let r = app.request("GET", "/healthz", None, None).await;
+    assert_eq!(r.status, 200);
+}
