@@ -60,6 +60,7 @@ enum Op {
         expired_cutoff: i64,
         reply: oneshot::Sender<Result<(u64, u64), WriteError>>,
     },
+    Barrier(oneshot::Sender<()>),
 }
 
 impl Op {
@@ -144,6 +145,16 @@ impl DeliveryWriter {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// Resolves once everything queued before it is committed (or failed): a new session
+    /// waits for this before reading the backlog, so that acks and sends recorded by the
+    /// connection it replaces are in the rows it reads.
+    pub async fn barrier(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.submit(Op::Barrier(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Acks need no answer, and losing one only means a delivery is sent again, so a
     /// session never waits for the writer: it queues, or hands the wait to a task.
     pub fn ack(&self, agent_id: AgentId, id: DeliveryId) {
@@ -194,6 +205,7 @@ enum Answer {
     Reject(oneshot::Sender<Result<(), WriteError>>),
     Requeue(oneshot::Sender<Result<bool, WriteError>>, bool),
     Retention(oneshot::Sender<Result<(u64, u64), WriteError>>, (u64, u64)),
+    Barrier(oneshot::Sender<()>),
 }
 
 impl WriterTask {
@@ -233,6 +245,7 @@ impl WriterTask {
                             self.pending_counts.clear();
                             drop(tx.send(Ok(counts)));
                         }
+                        Answer::Barrier(tx) => drop(tx.send(())),
                     }
                 }
                 if !routed.is_empty() {
@@ -252,6 +265,7 @@ impl WriterTask {
                         Answer::Reject(tx) => drop(tx.send(Err(err()))),
                         Answer::Requeue(tx, _) => drop(tx.send(Err(err()))),
                         Answer::Retention(tx, _) => drop(tx.send(Err(err()))),
+                        Answer::Barrier(tx) => drop(tx.send(())),
                     }
                 }
             }
@@ -352,6 +366,7 @@ impl WriterTask {
                         deliveries::apply_retention(&mut tx, cutoff, expired_cutoff).await?;
                     answers.push(Answer::Retention(reply, counts));
                 }
+                Op::Barrier(reply) => answers.push(Answer::Barrier(reply)),
             }
         }
         for id in &sent_ids {

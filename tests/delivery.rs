@@ -2,20 +2,111 @@
 //! Realtime delivery: ingest, the agent socket, the offline backlog, acks and activity.
 mod common;
 
-use common::spawn_app;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use actix_web::rt::time::sleep;
+use base64::{engine::general_purpose::STANDARD, Engine};
+use common::{
+    process::{free_port, HubProcess},
+    spawn_app, spawn_app_with, AgentSocket, HubClient, Incoming,
+};
+use futures_util::{stream, SinkExt, StreamExt};
+use serde_json::{json, Value};
+
+/// An agent with one webhook: `(agentId, agentToken, webhookId)`.
+async fn agent_with_webhook(hub: &HubClient) -> (String, String, String) {
+    let (agent, token) = hub.create_agent("bot").await;
+    let wh = hub
+        .create_webhook(&hub.owner_token, &agent, "hook", "generic")
+        .await;
+    (agent, token, wh["webhookId"].as_str().unwrap().to_owned())
+}
+
+/// Posts `per_stream` numbered events on each of `streams` concurrent streams, each stream
+/// sequential, so that each stream has a defined receipt order. Returns the accepted ids
+/// with their (stream, n).
+async fn post_streams(
+    hub: &HubClient,
+    webhooks: &[String],
+    streams: usize,
+    per_stream: usize,
+) -> HashMap<String, (usize, usize)> {
+    let results = stream::iter(0..streams)
+        .map(|s| async move {
+            let wid = &webhooks[s % webhooks.len()];
+            let mut ids = Vec::new();
+            for n in 0..per_stream {
+                let body = json!({"stream": s, "n": n}).to_string();
+                let r = hub
+                    .ingest(wid, body, &[("content-type", "application/json")])
+                    .await;
+                assert_eq!(r.status, 202, "{:?}", r.json);
+                ids.push((r.json["deliveryId"].as_str().unwrap().to_owned(), (s, n)));
+            }
+            ids
+        })
+        .buffer_unordered(streams)
+        .collect::<Vec<_>>()
+        .await;
+    results.into_iter().flatten().collect()
+}
+
+/// Receives until `want` distinct deliveries have arrived, acking each (if `ack`), and
+/// checks that every stream's events arrive in order with no gap, each stream starting at
+/// `first_n`. Returns ids in arrival order.
+async fn receive_in_order(
+    sock: &mut AgentSocket,
+    want: usize,
+    ack: bool,
+    first_n: u64,
+) -> Vec<String> {
+    let mut next_n: HashMap<u64, u64> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    while seen.len() < want {
+        let d = sock.next_delivery(20).await;
+        let id = d["deliveryId"].as_str().unwrap().to_owned();
+        let body: Value = serde_json::from_str(d["body"].as_str().unwrap()).unwrap();
+        let (s, n) = (
+            body["stream"].as_u64().unwrap(),
+            body["n"].as_u64().unwrap(),
+        );
+        let expected = next_n.entry(s).or_insert(first_n);
+        assert_eq!(n, *expected, "stream {s} out of order");
+        *expected += 1;
+        assert!(seen.insert(id.clone()), "duplicate {id} on one connection");
+        if ack {
+            sock.ack(&id).await;
+        }
+        order.push(id);
+    }
+    order
+}
+
+async fn wait_for_status(hub: &HubClient, agent: &str, wid: &str, id: &str, status: &str) {
+    let path = format!("/v1/agents/{agent}/webhooks/{wid}/deliveries/{id}");
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = hub.get(&path, &hub.owner_token).await.json;
+        if last["status"] == status {
+            return;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{id} never became {status}: {last}");
+}
 
 #[actix_web::test]
 async fn online_agent_gets_a_delivery_and_acks_it() {
     let app = spawn_app().await;
-    let (agent, agent_token) = app.create_agent("bot").await;
-    let wh = app
-        .create_webhook(&app.owner_token, &agent, "gh", "generic")
-        .await;
-    let wid = wh["webhookId"].as_str().unwrap();
-    let mut sock = app.connect(&agent_token).await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
 
     let r = app
-        .ingest(wid, r#"{"type":"ping","n":1}"#, &[("x-custom", "yes")])
+        .ingest(&wid, r#"{"type":"ping","n":1}"#, &[("x-custom", "yes")])
         .await;
     assert_eq!(r.status, 202, "{:?}", r.json);
     let id = r.json["deliveryId"].as_str().unwrap().to_owned();
@@ -23,7 +114,7 @@ async fn online_agent_gets_a_delivery_and_acks_it() {
 
     let d = sock.next_delivery(5).await;
     assert_eq!(d["deliveryId"], id.as_str());
-    assert_eq!(d["webhookId"], wid);
+    assert_eq!(d["webhookId"], wid.as_str());
     assert_eq!(d["provider"], "generic");
     assert_eq!(d["attempt"], 1);
     assert_eq!(d["body"], r#"{"type":"ping","n":1}"#);
@@ -31,21 +122,613 @@ async fn online_agent_gets_a_delivery_and_acks_it() {
     assert_eq!(d["headers"]["x-custom"], "yes");
     assert!(d["receivedAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(d["signature"]["webhook-id"], id.as_str());
+    wait_for_status(&app, &agent, &wid, &id, "sent").await;
     sock.ack(&id).await;
+    wait_for_status(&app, &agent, &wid, &id, "acked").await;
+}
 
-    // The ack is recorded.
-    let path = format!("/v1/agents/{agent}/webhooks/{wid}/deliveries");
-    let mut status = String::new();
+#[actix_web::test]
+async fn offline_backlog_arrives_in_order_when_the_agent_connects() {
+    let app = spawn_app().await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let posted = post_streams(&app, std::slice::from_ref(&wid), 1, 30).await;
+    let list = app
+        .get(
+            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
+            &app.owner_token,
+        )
+        .await;
+    assert!(list.json["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["status"] == "queued"));
+
+    let mut sock = app.connect(&token).await;
+    let got = receive_in_order(&mut sock, 30, true, 0).await;
+    assert_eq!(
+        got.iter().cloned().collect::<HashSet<_>>(),
+        posted.keys().cloned().collect()
+    );
+    // Nothing more: no duplicate after the backlog.
+    assert!(sock.next_incoming(1).await.is_none());
+}
+
+#[actix_web::test]
+async fn unacked_delivery_is_sent_again_after_the_ack_timeout() {
+    let app = spawn_app_with(|c| c.ack_timeout = Duration::from_millis(600)).await;
+    let (_, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    let id = app.ingest(&wid, "one", &[]).await.json["deliveryId"].clone();
+    let first = sock.next_delivery(5).await;
+    assert_eq!(first["deliveryId"], id);
+    assert_eq!(first["attempt"], 1);
+    let second = sock.next_delivery(5).await;
+    assert_eq!(second["deliveryId"], id);
+    assert_eq!(second["attempt"], 2);
+    sock.ack(id.as_str().unwrap()).await;
+    // Acked: it does not come a third time.
+    match sock.next_incoming(2).await {
+        None => {}
+        Some(Incoming::Json(v)) => assert_ne!(v["deliveryId"], id, "resent after its ack"),
+        Some(_) => panic!("socket closed"),
+    }
+}
+
+#[actix_web::test]
+async fn a_newer_connection_replaces_the_older_one() {
+    let app = spawn_app().await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let mut old = app.connect(&token).await;
+    let id = app.ingest(&wid, "x", &[]).await.json["deliveryId"].clone();
+    assert_eq!(old.next_delivery(5).await["deliveryId"], id);
+
+    let mut new = app.connect(&token).await;
+    match old.next_incoming(5).await {
+        Some(Incoming::Close(Some(reason))) => {
+            assert_eq!(u16::from(reason.code), 4000);
+            assert!(reason.description.unwrap().contains("replaced"));
+        }
+        _ => panic!("the older socket was not closed with a reason"),
+    }
+    // What the old connection left unacked comes on the new one.
+    let again = new.next_delivery(5).await;
+    assert_eq!(again["deliveryId"], id);
+    assert_eq!(again["attempt"], 2);
+    let agents = app.get("/v1/agents", &app.owner_token).await;
+    assert_eq!(agents.json["agents"][0]["agentId"], agent.as_str());
+    assert_eq!(agents.json["agents"][0]["connected"], true);
+}
+
+#[actix_web::test]
+async fn ten_thousand_backlog_flushes_in_order_while_live_deliveries_arrive() {
+    let app = spawn_app().await;
+    let (_, token, wid) = agent_with_webhook(&app).await;
+    let webhooks = vec![wid.clone()];
+    let backlog = post_streams(&app, &webhooks, 8, 1250).await;
+    assert_eq!(backlog.len(), 10_000);
+
+    let mut sock = app.connect(&token).await;
+    // New deliveries (streams 8..12) arrive while the backlog flushes: the seam must
+    // have no gap, duplicate or reordering.
+    let live = async {
+        sleep(Duration::from_millis(50)).await;
+        let posted = stream::iter(8..12)
+            .map(|s| {
+                let wid = wid.clone();
+                let app = &app;
+                async move {
+                    let mut ids = Vec::new();
+                    for n in 0..100 {
+                        let body = json!({"stream": s, "n": n}).to_string();
+                        let r = app.ingest(&wid, body, &[]).await;
+                        assert_eq!(r.status, 202);
+                        ids.push(r.json["deliveryId"].as_str().unwrap().to_owned());
+                    }
+                    ids
+                }
+            })
+            .buffer_unordered(4)
+            .collect::<Vec<_>>()
+            .await;
+        posted.into_iter().flatten().collect::<Vec<_>>()
+    };
+    let (received, live_ids) =
+        futures_util::join!(receive_in_order(&mut sock, 10_400, true, 0), live);
+    let received: HashSet<_> = received.into_iter().collect();
+    assert_eq!(received.len(), 10_400);
+    assert!(backlog.keys().all(|id| received.contains(id)));
+    assert!(live_ids.iter().all(|id| received.contains(id)));
+    assert!(
+        sock.next_incoming(1).await.is_none(),
+        "nothing extra after the flush"
+    );
+}
+
+#[actix_web::test]
+async fn an_agent_that_drops_mid_flush_gets_the_rest_in_order() {
+    let app = spawn_app_with(|c| c.window = 20).await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let posted = post_streams(&app, std::slice::from_ref(&wid), 1, 300).await;
+    let mut by_n: Vec<(usize, String)> =
+        posted.iter().map(|(id, (_, n))| (*n, id.clone())).collect();
+    by_n.sort();
+
+    let mut sock = app.connect(&token).await;
+    // Take 110, ack only the first 100, then vanish without a close frame.
+    let mut first = Vec::new();
+    for _ in 0..110 {
+        let d = sock.next_delivery(10).await;
+        first.push(d["deliveryId"].as_str().unwrap().to_owned());
+        if first.len() <= 100 {
+            sock.ack(first.last().unwrap()).await;
+        }
+    }
+    // Acks are applied asynchronously; the property here is what happens to the unacked
+    // ones, so let the last ack land before vanishing.
+    wait_for_status(&app, &agent, &wid, &first[99], "acked").await;
+    drop(sock);
+
+    let mut sock = app.connect(&token).await;
+    let rest = receive_in_order(&mut sock, 200, true, 100).await;
+    // Exactly the 200 not acked, from the first unacked on, in receipt order.
+    let expected: Vec<String> = by_n[100..].iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(rest, expected);
+}
+
+#[actix_web::test]
+async fn concurrent_ingest_on_many_webhooks_of_one_agent() {
+    let app = spawn_app().await;
+    let (agent, token) = app.create_agent("bot").await;
+    let mut webhooks = Vec::new();
+    for i in 0..5 {
+        let wh = app
+            .create_webhook(&app.owner_token, &agent, &format!("hook {i}"), "generic")
+            .await;
+        webhooks.push(wh["webhookId"].as_str().unwrap().to_owned());
+    }
+    let mut sock = app.connect(&token).await;
+    let (posted, received) = futures_util::join!(
+        post_streams(&app, &webhooks, 5, 200),
+        receive_in_order(&mut sock, 1000, true, 0)
+    );
+    let received: HashSet<_> = received.into_iter().collect();
+    assert_eq!(received, posted.keys().cloned().collect());
+}
+
+#[actix_web::test]
+async fn a_non_utf8_body_arrives_byte_exact() {
+    let app = spawn_app().await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let body: Vec<u8> = (0..=255u8).rev().chain([0xff, 0xfe, 0x00]).collect();
+    let r = app
+        .ingest(
+            &wid,
+            body.clone(),
+            &[("content-type", "application/octet-stream")],
+        )
+        .await;
+    let id = r.json["deliveryId"].as_str().unwrap().to_owned();
+    let mut sock = app.connect(&token).await;
+    let d = sock.next_delivery(5).await;
+    assert_eq!(d["bodyEncoding"], "base64");
+    assert_eq!(STANDARD.decode(d["body"].as_str().unwrap()).unwrap(), body);
+    let detail = app
+        .get(
+            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries/{id}"),
+            &app.owner_token,
+        )
+        .await;
+    assert_eq!(detail.json["bodyEncoding"], "base64");
+    assert_eq!(
+        STANDARD
+            .decode(detail.json["body"].as_str().unwrap())
+            .unwrap(),
+        body
+    );
+    assert_eq!(detail.json["sizeBytes"], body.len());
+    assert_eq!(
+        detail.json["headers"]["content-type"],
+        "application/octet-stream"
+    );
+}
+
+#[actix_web::test]
+async fn a_body_over_the_limit_is_413_and_not_stored() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 1024).await;
+    let (agent, _, wid) = agent_with_webhook(&app).await;
+    let r = app.ingest(&wid, vec![b'a'; 1025], &[]).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json["error"]["code"], "payload_too_large");
+    // Streamed without a length: cut off as it passes the limit.
+    let chunks =
+        stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'b'; 100]))));
+    let mut resp = app
+        .client
+        .post(app.url(&format!("/v1/hooks/{wid}")))
+        .send_stream(chunks)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    // At the limit is fine.
+    assert_eq!(app.ingest(&wid, vec![b'c'; 1024], &[]).await.status, 202);
+    let list = app
+        .get(
+            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
+            &app.owner_token,
+        )
+        .await;
+    assert_eq!(list.json["deliveries"].as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn unknown_and_deactivated_webhooks_are_the_same_404() {
+    let app = spawn_app().await;
+    let (agent, _, wid) = agent_with_webhook(&app).await;
+    assert_eq!(app.ingest(&wid, "ok", &[]).await.status, 202);
+    let del = app
+        .request(
+            "DELETE",
+            &format!("/v1/agents/{agent}/webhooks/{wid}"),
+            Some(&app.owner_token),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, 200);
+    let gone = app.ingest(&wid, "late", &[]).await;
+    let unknown = app.ingest("whk_01J9Z8Q0000000000000000000", "x", &[]).await;
+    let garbage = app.ingest("not-an-id", "x", &[]).await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.raw, unknown.raw);
+    assert_eq!(gone.raw, garbage.raw);
+    // Its history stays readable.
+    let list = app
+        .get(
+            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
+            &app.owner_token,
+        )
+        .await;
+    assert_eq!(list.json["deliveries"].as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn a_full_backlog_answers_503_with_retry_after() {
+    let app = spawn_app_with(|c| c.backlog_cap = 3).await;
+    let (_, token, wid) = agent_with_webhook(&app).await;
+    for _ in 0..3 {
+        assert_eq!(app.ingest(&wid, "x", &[]).await.status, 202);
+    }
+    let full = app.ingest(&wid, "x", &[]).await;
+    assert_eq!(full.status, 503);
+    assert_eq!(full.json["error"]["code"], "backlog_full");
+    let retry: u64 = full
+        .headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0);
+    // Acking makes room.
+    let mut sock = app.connect(&token).await;
+    let d = sock.next_delivery(5).await;
+    sock.ack(d["deliveryId"].as_str().unwrap()).await;
+    let mut status = 0;
     for _ in 0..50 {
-        let list = app.get(&path, &app.owner_token).await;
-        status = list.json["deliveries"][0]["status"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        if status == "acked" {
+        status = app.ingest(&wid, "x", &[]).await.status;
+        if status == 202 {
             break;
         }
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(status, "acked");
+    assert_eq!(status, 202);
+}
+
+#[actix_web::test]
+async fn malformed_frames_get_error_frames_and_the_socket_stays_up() {
+    let app = spawn_app().await;
+    let (_, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    for bad in [
+        "not json",
+        r#"{"type":"bogus"}"#,
+        r#"{"type":"ack"}"#,
+        r#"{"type":"ack","deliveryId":"nope"}"#,
+        r#"[1,2,3]"#,
+    ] {
+        sock.send_text(bad).await;
+        let e = sock.next_json(5).await;
+        assert_eq!(e["type"], "error", "{bad}");
+        assert_eq!(e["error"]["code"], "invalid_frame", "{bad}");
+    }
+    sock.framed
+        .send(awc::ws::Message::Binary(bytes::Bytes::from_static(
+            b"\x00\x01",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(sock.next_json(5).await["type"], "error");
+    // Still delivering.
+    let id = app.ingest(&wid, "still here", &[]).await.json["deliveryId"].clone();
+    assert_eq!(sock.next_delivery(5).await["deliveryId"], id);
+}
+
+#[actix_web::test]
+async fn redeliver_queues_an_acked_delivery_again() {
+    let app = spawn_app().await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    let id = app.ingest(&wid, "again", &[]).await.json["deliveryId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d = sock.next_delivery(5).await;
+    sock.ack(&id).await;
+    assert_eq!(d["attempt"], 1);
+    wait_for_status(&app, &agent, &wid, &id, "acked").await;
+
+    let base = format!("/v1/agents/{agent}/webhooks/{wid}/deliveries");
+    let r = app
+        .post(
+            &format!("{base}/{id}/redeliver"),
+            &app.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.json["deliveryId"], id.as_str());
+    let again = sock.next_delivery(5).await;
+    assert_eq!(again["deliveryId"], id.as_str());
+    assert_eq!(again["attempt"], 2);
+    sock.ack(&id).await;
+    wait_for_status(&app, &agent, &wid, &id, "acked").await;
+
+    // Not the caller's, or not a delivery: 404.
+    let r = app
+        .post(
+            &format!("{base}/dlv_01J9Z8Q0000000000000000000/redeliver"),
+            &app.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[actix_web::test]
+async fn activity_pages_newest_first_with_a_cursor() {
+    let app = spawn_app().await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = app
+            .ingest(&wid, format!("event {i}"), &[("x-n", &i.to_string())])
+            .await;
+        ids.push(r.json["deliveryId"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let base = format!("/v1/agents/{agent}/webhooks/{wid}/deliveries");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{base}?limit=2&before={c}"),
+            None => format!("{base}?limit=2"),
+        };
+        let page = app.get(&path, &token).await;
+        assert_eq!(page.status, 200);
+        for d in page.json["deliveries"].as_array().unwrap() {
+            for k in [
+                "deliveryId",
+                "webhookId",
+                "status",
+                "event",
+                "receivedAt",
+                "sentAt",
+                "ackedAt",
+                "attempts",
+                "sizeBytes",
+                "verified",
+            ] {
+                assert!(d.get(k).is_some(), "{k} missing");
+            }
+            seen.push(d["deliveryId"].as_str().unwrap().to_owned());
+        }
+        match page.json["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let filtered = app.get(&format!("{base}?status=acked"), &token).await;
+    assert_eq!(filtered.json["deliveries"], json!([]));
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "limit=x",
+        "status=done",
+        "before=zzz",
+    ] {
+        let r = app.get(&format!("{base}?{bad}"), &token).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.json["error"]["code"], "invalid_request");
+    }
+    let detail = app.get(&format!("{base}/{}", ids[0]), &token).await;
+    assert_eq!(detail.json["body"], "event 4");
+    assert_eq!(detail.json["headers"]["x-n"], "4");
+}
+
+#[actix_web::test]
+async fn agents_show_connected_and_last_seen() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_agent("bot").await;
+    let before = app.get("/v1/agents", &app.owner_token).await.json["agents"][0].clone();
+    assert_eq!(before["connected"], false);
+    assert_eq!(before["lastSeenAt"], Value::Null);
+    let sock = app.connect(&token).await;
+    sleep(Duration::from_millis(200)).await;
+    let during = app.get("/v1/agents", &app.owner_token).await.json["agents"][0].clone();
+    assert_eq!(during["connected"], true);
+    assert!(during["lastSeenAt"].is_string());
+    sock.close().await;
+    let mut after = Value::Null;
+    for _ in 0..50 {
+        after = app.get("/v1/agents", &app.owner_token).await.json["agents"][0].clone();
+        if after["connected"] == false {
+            break;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        after["connected"], false,
+        "a dropped agent is offline at once"
+    );
+}
+
+#[actix_web::test]
+async fn retention_expires_unacked_and_prunes_acked() {
+    let app = spawn_app_with(|c| {
+        c.retention = Duration::from_millis(800);
+        c.retention_sweep = Duration::from_millis(200);
+    })
+    .await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    let acked = app.ingest(&wid, "acked", &[]).await.json["deliveryId"].clone();
+    sock.next_delivery(5).await;
+    sock.ack(acked.as_str().unwrap()).await;
+    sock.close().await;
+    let unacked = app.ingest(&wid, "never read", &[]).await.json["deliveryId"].clone();
+    sleep(Duration::from_millis(1500)).await;
+    let list = app
+        .get(
+            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
+            &app.owner_token,
+        )
+        .await;
+    let ds = list.json["deliveries"].as_array().unwrap();
+    assert_eq!(ds.len(), 1, "the acked delivery was pruned: {ds:?}");
+    assert_eq!(ds[0]["deliveryId"], unacked);
+    assert_eq!(ds[0]["status"], "expired");
+    let mut sock = app.connect(&token).await;
+    assert!(
+        sock.next_incoming(1).await.is_none(),
+        "expired deliveries are not sent"
+    );
+}
+
+#[actix_web::test]
+async fn shutdown_closes_agent_sockets_with_1001() {
+    let mut app = spawn_app().await;
+    let (_, token, _) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    sleep(Duration::from_millis(100)).await;
+    app.stop().await;
+    match sock.next_incoming(5).await {
+        Some(Incoming::Close(Some(reason))) => assert_eq!(u16::from(reason.code), 1001),
+        _ => panic!("no 1001 close on shutdown"),
+    }
+}
+
+/// The real binary, killed with SIGKILL while posts are in flight and deliveries unacked:
+/// every delivery answered 202 reaches the agent after a restart, in order.
+#[actix_web::test]
+async fn kill_9_loses_no_accepted_delivery() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut hub = HubProcess::start(data.path(), port, &[]);
+    let client = HubClient::new(port, hub.owner_token.as_deref().unwrap());
+    let (_, token, wid) = agent_with_webhook(&client).await;
+
+    // Some delivered and left unacked.
+    let unacked = post_streams(&client, std::slice::from_ref(&wid), 1, 20).await;
+    let mut sock = client.connect(&token).await;
+    for _ in 0..20 {
+        sock.next_delivery(10).await;
+    }
+
+    // Posts in flight when the process dies: only the 202s count.
+    let accepted = std::cell::RefCell::new(Vec::new());
+    let posting = stream::iter(1..9)
+        .map(|s| {
+            let (client, wid, accepted) = (&client, wid.clone(), &accepted);
+            async move {
+                for n in 0.. {
+                    let body = json!({"stream": s, "n": n}).to_string();
+                    let sent = client
+                        .client
+                        .post(client.url(&format!("/v1/hooks/{wid}")))
+                        .send_body(body)
+                        .await;
+                    match sent {
+                        Ok(mut resp) if resp.status().as_u16() == 202 => {
+                            let v: Value = resp.json().await.unwrap_or(Value::Null);
+                            match v["deliveryId"].as_str() {
+                                Some(id) => accepted.borrow_mut().push(id.to_owned()),
+                                None => return,
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>();
+    let killer = async {
+        while accepted.borrow().len() < 300 {
+            sleep(Duration::from_millis(5)).await;
+        }
+        hub.kill9();
+    };
+    futures_util::join!(posting, killer);
+    drop(sock);
+    let accepted = accepted.into_inner();
+    assert!(accepted.len() >= 300);
+
+    let hub = HubProcess::start(data.path(), port, &[]);
+    assert!(hub.owner_token.is_none(), "the restart found its data");
+    let mut sock = client.connect(&token).await;
+    // Deliveries committed but killed before their 202 may arrive too; what must arrive
+    // is every one that got a 202.
+    let mut missing: HashSet<String> = unacked.keys().chain(accepted.iter()).cloned().collect();
+    let mut last: HashMap<u64, u64> = HashMap::new();
+    while !missing.is_empty() {
+        let d = match sock.next_incoming(20).await {
+            Some(Incoming::Json(d)) => d,
+            _ => panic!("{} deliveries answered 202 never arrived", missing.len()),
+        };
+        let id = d["deliveryId"].as_str().unwrap().to_owned();
+        sock.ack(&id).await;
+        let body: Value = serde_json::from_str(d["body"].as_str().unwrap()).unwrap();
+        let (s, n) = (
+            body["stream"].as_u64().unwrap(),
+            body["n"].as_u64().unwrap(),
+        );
+        if let Some(prev) = last.insert(s, n) {
+            assert!(n > prev, "stream {s} out of order after restart");
+        }
+        missing.remove(&id);
+    }
+    drop(hub);
+}
+
+#[actix_web::test]
+async fn sigterm_stops_the_binary_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut hub = HubProcess::start(data.path(), port, &[]);
+    let client = HubClient::new(port, hub.owner_token.as_deref().unwrap());
+    let (_, token, wid) = agent_with_webhook(&client).await;
+    let mut sock = client.connect(&token).await;
+    let id = client.ingest(&wid, "x", &[]).await.json["deliveryId"].clone();
+    assert_eq!(sock.next_delivery(5).await["deliveryId"], id);
+    let exited = std::thread::spawn(move || hub.terminate());
+    match sock.next_incoming(10).await {
+        Some(Incoming::Close(Some(reason))) => assert_eq!(u16::from(reason.code), 1001),
+        _ => panic!("no 1001 close on SIGTERM"),
+    }
+    assert!(exited.join().unwrap(), "exit status 0 after SIGTERM");
 }

@@ -100,7 +100,8 @@ impl AgentSession {
             generation: None,
             cursor: 0,
             in_sync: false,
-            fetching: false,
+            // No read until registered and past the writer barrier (see `started`).
+            fetching: true,
             buffered: VecDeque::new(),
             in_flight: HashMap::new(),
             last_heard: Instant::now(),
@@ -335,7 +336,15 @@ impl Actor for AgentSession {
                     Ok(generation) => {
                         act.generation = Some(generation);
                         tracing::info!(agent_id = %act.agent_id(), "agent connected");
-                        act.maybe_fetch(ctx);
+                        // Hold reads until what a replaced connection recorded (sends,
+                        // acks) is committed, so the backlog read reflects it.
+                        let writer = act.hub.writer.clone();
+                        ctx.spawn(async move { writer.barrier().await }.into_actor(act).map(
+                            |(), act, ctx| {
+                                act.fetching = false;
+                                act.maybe_fetch(ctx);
+                            },
+                        ));
                     }
                     Err(_) => ctx.stop(),
                 },
@@ -438,17 +447,23 @@ pub async fn write_socket(mut socket: actix_ws::Session, mut rx: mpsc::Receiver<
 /// frame, so a flood of frames is held back by TCP rather than queued in memory.
 pub async fn read_socket(mut stream: actix_ws::MessageStream, session: Addr<AgentSession>) {
     use futures_util::StreamExt;
+    let mut errors = 0;
     while let Some(frame) = stream.next().await {
         match frame {
             Ok(frame) => {
+                errors = 0;
                 if session.send(FromSocket::Frame(frame)).await.is_err() {
                     return;
                 }
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "agent socket protocol error");
-                break;
+            // A peer that closes its TCP connection right after its last frames makes the
+            // stream report the EOF before it has decoded those frames (an ack, a close);
+            // polling on lets it hand them over before it ends.
+            Err(e) if errors < 3 => {
+                errors += 1;
+                tracing::debug!(error = %e, "agent socket read error");
             }
+            Err(_) => break,
         }
     }
     let _ = session.send(FromSocket::Ended).await;

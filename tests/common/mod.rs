@@ -13,15 +13,43 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+pub mod process;
+
+/// An in-process hub. Derefs to [`HubClient`] for talking to it.
 pub struct TestApp {
-    pub base: String,
-    pub port: u16,
+    pub hub: HubClient,
     pub owner_token: String,
     pub owner_account: String,
     pub data_dir: TempDir,
-    pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<oneshot::Receiver<()>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = HubClient;
+    fn deref(&self) -> &HubClient {
+        &self.hub
+    }
+}
+
+/// HTTP and WebSocket access to a hub at a port, in-process or a child process.
+pub struct HubClient {
+    pub base: String,
+    pub port: u16,
+    pub client: Client,
+    /// The first owner's token, used by the helpers that create things.
+    pub owner_token: String,
+}
+
+impl HubClient {
+    pub fn new(port: u16, owner_token: &str) -> Self {
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            client: Client::builder().timeout(Duration::from_secs(30)).finish(),
+            owner_token: owner_token.to_owned(),
+        }
+    }
 }
 
 /// Starts a hub with the defaults on a fresh data directory.
@@ -50,12 +78,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         let _ = stopped_tx.send(());
     });
     TestApp {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
+        hub: HubClient::new(port, &owner_token),
         owner_token,
         owner_account,
         data_dir,
-        client: Client::builder().timeout(Duration::from_secs(30)).finish(),
         shutdown: Some(shutdown_tx),
         stopped: Some(stopped_rx),
     }
@@ -79,7 +105,7 @@ pub struct Resp {
     pub headers: awc::http::header::HeaderMap,
 }
 
-impl TestApp {
+impl HubClient {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -175,7 +201,9 @@ impl TestApp {
             .expect("agent socket connects");
         AgentSocket { framed }
     }
+}
 
+impl TestApp {
     /// Stops the hub the way SIGTERM does, and waits for it.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -1,0 +1,93 @@
+//! A hub run as the real binary in a child process, for what only a process can show:
+//! `kill -9`, SIGTERM, restarts on the same data directory.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub struct HubProcess {
+    child: Child,
+    pub port: u16,
+    /// Printed on the first start of an empty data directory only.
+    pub owner_token: Option<String>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl HubProcess {
+    /// Starts `hookhub serve` and waits until it listens.
+    pub fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("hookhub starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut owner_token = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("stdout line");
+            if let Some(i) = line.find("hh_owner_") {
+                owner_token = Some(line[i..].trim().to_owned());
+            }
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        // The port accepts before the first request is served; wait until it answers.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "hub did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            owner_token,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
