@@ -122,6 +122,9 @@ impl ResponseError for ApiError {
             Self::Unauthorized => {
                 resp.insert_header(("WWW-Authenticate", "Bearer"));
             }
+            Self::Unavailable => {
+                resp.insert_header(("Retry-After", "1"));
+            }
             _ => {}
         }
         resp.json(self.body())

@@ -30,6 +30,8 @@ pub enum StartupError {
     Listen { addr: String, source: io::Error },
     #[error("creating the first owner account: {0}")]
     FirstOwner(ApiError),
+    #[error("invalid settings: {0}")]
+    Config(String),
 }
 
 pub struct Application {
@@ -41,6 +43,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        if config.client_timeout <= config.heartbeat {
+            // Every socket would be dropped between two pings.
+            return Err(StartupError::Config(
+                "--client-timeout must be longer than --heartbeat".to_owned(),
+            ));
+        }
         let store = Store::open(&config.data_dir).await?;
         let key = MasterKey::load(config.master_key.as_ref(), &config.data_dir)?;
         // A newcomer needs something to sign in with.

@@ -732,3 +732,71 @@ async fn sigterm_stops_the_binary_cleanly() {
     }
     assert!(exited.join().unwrap(), "exit status 0 after SIGTERM");
 }
+
+#[actix_web::test]
+async fn a_slow_agent_gets_no_more_than_its_window() {
+    let app = spawn_app_with(|c| c.window = 10).await;
+    let (_, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    post_streams(&app, std::slice::from_ref(&wid), 1, 50).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(
+            sock.next_delivery(5).await["deliveryId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert!(
+        sock.next_incoming(1).await.is_none(),
+        "sent past the window"
+    );
+    // Each ack opens one slot.
+    sock.ack(&ids[0]).await;
+    let d = sock.next_delivery(5).await;
+    assert!(!ids.contains(&d["deliveryId"].as_str().unwrap().to_owned()));
+    assert!(sock.next_incoming(1).await.is_none());
+}
+
+#[actix_web::test]
+async fn a_silent_socket_is_dropped_and_the_agent_goes_offline() {
+    let app = spawn_app_with(|c| {
+        c.heartbeat = Duration::from_millis(100);
+        c.client_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let (_, token) = app.create_agent("bot").await;
+    // Connected, but never reads, so never answers a ping.
+    let _sock = app.connect(&token).await;
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        app.get("/v1/agents", &app.owner_token).await.json["agents"][0]["connected"],
+        true
+    );
+    sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        app.get("/v1/agents", &app.owner_token).await.json["agents"][0]["connected"],
+        false
+    );
+}
+
+#[actix_web::test]
+async fn a_socket_that_answers_pings_stays_up() {
+    let app = spawn_app_with(|c| {
+        c.heartbeat = Duration::from_millis(100);
+        c.client_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let (_, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    // Reading answers pings; nothing else arrives for well past the client timeout.
+    match sock.next_incoming(2).await {
+        None => {}
+        Some(Incoming::Json(v)) => panic!("unexpected frame {v}"),
+        Some(Incoming::Close(r)) => panic!("closed: {r:?}"),
+        Some(Incoming::Ended) => panic!("ended"),
+    }
+    let id = app.ingest(&wid, "alive", &[]).await.json["deliveryId"].clone();
+    assert_eq!(sock.next_delivery(5).await["deliveryId"], id);
+}

@@ -350,7 +350,10 @@ impl Actor for AgentSession {
                 },
             ),
         );
-        let tick = (self.ack_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        // Often enough for each of its jobs: resends, pings, and the silence check.
+        let tick = (self.ack_timeout / 2)
+            .min(self.heartbeat)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
         ctx.run_interval(tick, |act, ctx| act.tick(ctx));
         let store = self.hub.store.clone();
         let agent_id = self.agent_id().clone();
