@@ -7,9 +7,9 @@ use actix_web::http::header::HeaderMap;
 
 use super::{any_matches, header, required_header, Inspection, Keys, Verdict};
 
-pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
-pub const EVENT_HEADER: &str = "x-github-event";
-pub const DELIVERY_HEADER: &str = "x-github-delivery";
+pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
+pub const EVENT_HEADER: &str = "X-GitHub-Event";
+pub const DELIVERY_HEADER: &str = "X-GitHub-Delivery";
 
 pub fn inspect(headers: &HeaderMap, body: &[u8], keys: &Keys, now_ms: i64) -> Inspection {
     Inspection {

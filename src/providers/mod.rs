@@ -153,8 +153,9 @@ impl Provider {
     }
 }
 
-/// A header's value: `Ok(None)` if absent, a reason if it is not visible ASCII (a value
-/// no provider sends, so it is malformed, not merely mismatched).
+/// A header's value (`name` spelled as its provider documents it; the lookup ignores
+/// case): `Ok(None)` if absent, a reason if it is not visible ASCII (a value no provider
+/// sends, so it is malformed, not merely mismatched).
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
     match headers.get(name) {
         None => Ok(None),

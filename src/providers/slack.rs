@@ -12,8 +12,8 @@ use super::{
     Keys, Verdict,
 };
 
-pub const SIGNATURE_HEADER: &str = "x-slack-signature";
-pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
+pub const SIGNATURE_HEADER: &str = "X-Slack-Signature";
+pub const TIMESTAMP_HEADER: &str = "X-Slack-Request-Timestamp";
 pub const TOLERANCE_SECS: i64 = 300;
 
 pub fn inspect(headers: &HeaderMap, body: &[u8], keys: &Keys, now_ms: i64) -> Inspection {
@@ -144,11 +144,11 @@ mod tests {
         let cases: [(&[Header], &str); 7] = [
             (
                 &[(SIGNATURE_HEADER, SIGNATURE.as_bytes())],
-                "x-slack-request-timestamp header is missing",
+                "X-Slack-Request-Timestamp header is missing",
             ),
             (
                 &[(TIMESTAMP_HEADER, TS.as_bytes())],
-                "x-slack-signature header is missing",
+                "X-Slack-Signature header is missing",
             ),
             (
                 &[

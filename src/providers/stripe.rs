@@ -11,7 +11,7 @@ use super::{
     Keys, Verdict,
 };
 
-pub const SIGNATURE_HEADER: &str = "stripe-signature";
+pub const SIGNATURE_HEADER: &str = "Stripe-Signature";
 pub const TOLERANCE_SECS: i64 = 300;
 
 pub fn inspect(headers: &HeaderMap, body: &[u8], keys: &Keys, now_ms: i64) -> Inspection {
