@@ -60,6 +60,15 @@ pub struct Config {
     /// A socket silent this long (no frame, no pong) is dropped as dead.
     #[arg(long, env = "HOOKHUB_CLIENT_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
     pub client_timeout: Duration,
+
+    /// Ingest requests per second one webhook may sustain; past it, 429 with Retry-After.
+    /// Fractions are allowed (0.5 = one every 2 s); 0 turns the limit off.
+    #[arg(long, env = "HOOKHUB_RATE_LIMIT", default_value_t = 1000.0, value_parser = parse_rate)]
+    pub rate_limit: f64,
+
+    /// Requests one webhook may send at once, after a quiet spell, above the sustained rate.
+    #[arg(long, env = "HOOKHUB_RATE_BURST", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
 }
 
 fn parse_secret(s: &str) -> Result<Secret, String> {
@@ -80,5 +89,12 @@ impl Config {
         config.master_key = None;
         config.public_url = None;
         config
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err("must be a number of requests per second, 0 or more".to_owned()),
     }
 }

@@ -18,6 +18,7 @@
 //! - [`actors`]: the `Registry` of online agents and one `AgentSession` per socket.
 //! - [`protocol`]: the JSON frames spoken on the agent socket.
 //! - [`providers`]: one module per provider's signature scheme and event names.
+//! - [`ratelimit`]: the per-webhook token buckets ingest checks before reading a body.
 //! - [`crypto`]: tokens, their hashes, and signing secrets sealed at rest.
 //! - [`ids`], [`clock`], [`error`]: typed prefixed ids, timestamps, the one error type.
 
@@ -31,6 +32,7 @@ pub mod error;
 pub mod ids;
 pub mod protocol;
 pub mod providers;
+pub mod ratelimit;
 pub mod routes;
 pub mod service;
 pub mod startup;

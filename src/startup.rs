@@ -12,6 +12,7 @@ use crate::{
     config::Config,
     crypto::{CryptoError, MasterKey},
     error::ApiError,
+    ratelimit::RateLimiter,
     routes,
     service::{accounts, views::CreatedAccount, Hub},
     store::Store,
@@ -85,9 +86,15 @@ impl Application {
         };
 
         let data = web::Data::new(hub.clone());
+        // One limiter for every worker, or each would grant the whole rate.
+        let limiter = web::Data::new(RateLimiter::new(
+            hub.config.rate_limit,
+            hub.config.rate_burst,
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(limiter.clone())
                 .configure(routes::configure)
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(ApiError::NotFound.body())

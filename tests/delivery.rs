@@ -41,7 +41,7 @@ async fn post_streams(
             for n in 0..per_stream {
                 let body = json!({"stream": s, "n": n}).to_string();
                 let r = hub
-                    .ingest(wid, body, &[("content-type", "application/json")])
+                    .ingest_signed(wid, body, &[("content-type", "application/json")])
                     .await;
                 assert_eq!(r.status, 202, "{:?}", r.json);
                 ids.push((r.json["deliveryId"].as_str().unwrap().to_owned(), (s, n)));
@@ -106,7 +106,7 @@ async fn online_agent_gets_a_delivery_and_acks_it() {
     let mut sock = app.connect(&token).await;
 
     let r = app
-        .ingest(&wid, r#"{"type":"ping","n":1}"#, &[("x-custom", "yes")])
+        .ingest_signed(&wid, r#"{"type":"ping","n":1}"#, &[("x-custom", "yes")])
         .await;
     assert_eq!(r.status, 202, "{:?}", r.json);
     let id = r.json["deliveryId"].as_str().unwrap().to_owned();
@@ -159,7 +159,7 @@ async fn unacked_delivery_is_sent_again_after_the_ack_timeout() {
     let app = spawn_app_with(|c| c.ack_timeout = Duration::from_millis(600)).await;
     let (_, token, wid) = agent_with_webhook(&app).await;
     let mut sock = app.connect(&token).await;
-    let id = app.ingest(&wid, "one", &[]).await.json["deliveryId"].clone();
+    let id = app.ingest_signed(&wid, "one", &[]).await.json["deliveryId"].clone();
     let first = sock.next_delivery(5).await;
     assert_eq!(first["deliveryId"], id);
     assert_eq!(first["attempt"], 1);
@@ -180,7 +180,7 @@ async fn a_newer_connection_replaces_the_older_one() {
     let app = spawn_app().await;
     let (agent, token, wid) = agent_with_webhook(&app).await;
     let mut old = app.connect(&token).await;
-    let id = app.ingest(&wid, "x", &[]).await.json["deliveryId"].clone();
+    let id = app.ingest_signed(&wid, "x", &[]).await.json["deliveryId"].clone();
     assert_eq!(old.next_delivery(5).await["deliveryId"], id);
 
     let mut new = app.connect(&token).await;
@@ -221,7 +221,7 @@ async fn ten_thousand_backlog_flushes_in_order_while_live_deliveries_arrive() {
                     let mut ids = Vec::new();
                     for n in 0..100 {
                         let body = json!({"stream": s, "n": n}).to_string();
-                        let r = app.ingest(&wid, body, &[]).await;
+                        let r = app.ingest_signed(&wid, body, &[]).await;
                         assert_eq!(r.status, 202);
                         ids.push(r.json["deliveryId"].as_str().unwrap().to_owned());
                     }
@@ -302,7 +302,7 @@ async fn a_non_utf8_body_arrives_byte_exact() {
     let (agent, token, wid) = agent_with_webhook(&app).await;
     let body: Vec<u8> = (0..=255u8).rev().chain([0xff, 0xfe, 0x00]).collect();
     let r = app
-        .ingest(
+        .ingest_signed(
             &wid,
             body.clone(),
             &[("content-type", "application/octet-stream")],
@@ -353,7 +353,10 @@ async fn a_body_over_the_limit_is_413_and_not_stored() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large");
     // At the limit is fine.
-    assert_eq!(app.ingest(&wid, vec![b'c'; 1024], &[]).await.status, 202);
+    assert_eq!(
+        app.ingest_signed(&wid, vec![b'c'; 1024], &[]).await.status,
+        202
+    );
     let list = app
         .get(
             &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
@@ -367,7 +370,7 @@ async fn a_body_over_the_limit_is_413_and_not_stored() {
 async fn unknown_and_deactivated_webhooks_are_the_same_404() {
     let app = spawn_app().await;
     let (agent, _, wid) = agent_with_webhook(&app).await;
-    assert_eq!(app.ingest(&wid, "ok", &[]).await.status, 202);
+    assert_eq!(app.ingest_signed(&wid, "ok", &[]).await.status, 202);
     let del = app
         .request(
             "DELETE",
@@ -398,9 +401,9 @@ async fn a_full_backlog_answers_503_with_retry_after() {
     let app = spawn_app_with(|c| c.backlog_cap = 3).await;
     let (_, token, wid) = agent_with_webhook(&app).await;
     for _ in 0..3 {
-        assert_eq!(app.ingest(&wid, "x", &[]).await.status, 202);
+        assert_eq!(app.ingest_signed(&wid, "x", &[]).await.status, 202);
     }
-    let full = app.ingest(&wid, "x", &[]).await;
+    let full = app.ingest_signed(&wid, "x", &[]).await;
     assert_eq!(full.status, 503);
     assert_eq!(full.json["error"]["code"], "backlog_full");
     let retry: u64 = full
@@ -418,7 +421,7 @@ async fn a_full_backlog_answers_503_with_retry_after() {
     sock.ack(d["deliveryId"].as_str().unwrap()).await;
     let mut status = 0;
     for _ in 0..50 {
-        status = app.ingest(&wid, "x", &[]).await.status;
+        status = app.ingest_signed(&wid, "x", &[]).await.status;
         if status == 202 {
             break;
         }
@@ -452,7 +455,7 @@ async fn malformed_frames_get_error_frames_and_the_socket_stays_up() {
         .unwrap();
     assert_eq!(sock.next_json(5).await["type"], "error");
     // Still delivering.
-    let id = app.ingest(&wid, "still here", &[]).await.json["deliveryId"].clone();
+    let id = app.ingest_signed(&wid, "still here", &[]).await.json["deliveryId"].clone();
     assert_eq!(sock.next_delivery(5).await["deliveryId"], id);
 }
 
@@ -461,7 +464,7 @@ async fn redeliver_queues_an_acked_delivery_again() {
     let app = spawn_app().await;
     let (agent, token, wid) = agent_with_webhook(&app).await;
     let mut sock = app.connect(&token).await;
-    let id = app.ingest(&wid, "again", &[]).await.json["deliveryId"]
+    let id = app.ingest_signed(&wid, "again", &[]).await.json["deliveryId"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -504,7 +507,7 @@ async fn activity_pages_newest_first_with_a_cursor() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let r = app
-            .ingest(&wid, format!("event {i}"), &[("x-n", &i.to_string())])
+            .ingest_signed(&wid, format!("event {i}"), &[("x-n", &i.to_string())])
             .await;
         ids.push(r.json["deliveryId"].as_str().unwrap().to_owned());
     }
@@ -596,11 +599,11 @@ async fn retention_expires_unacked_and_prunes_acked() {
     .await;
     let (agent, token, wid) = agent_with_webhook(&app).await;
     let mut sock = app.connect(&token).await;
-    let acked = app.ingest(&wid, "acked", &[]).await.json["deliveryId"].clone();
+    let acked = app.ingest_signed(&wid, "acked", &[]).await.json["deliveryId"].clone();
     sock.next_delivery(5).await;
     sock.ack(acked.as_str().unwrap()).await;
     sock.close().await;
-    let unacked = app.ingest(&wid, "never read", &[]).await.json["deliveryId"].clone();
+    let unacked = app.ingest_signed(&wid, "never read", &[]).await.json["deliveryId"].clone();
     sleep(Duration::from_millis(1500)).await;
     let list = app
         .get(
@@ -657,11 +660,11 @@ async fn kill_9_loses_no_accepted_delivery() {
             async move {
                 for n in 0.. {
                     let body = json!({"stream": s, "n": n}).to_string();
-                    let sent = client
-                        .client
-                        .post(client.url(&format!("/v1/hooks/{wid}")))
-                        .send_body(body)
-                        .await;
+                    let mut req = client.client.post(client.url(&format!("/v1/hooks/{wid}")));
+                    for header in client.signed_headers(&wid, body.as_bytes()) {
+                        req = req.insert_header(header);
+                    }
+                    let sent = req.send_body(body).await;
                     match sent {
                         Ok(mut resp) if resp.status().as_u16() == 202 => {
                             let v: Value = resp.json().await.unwrap_or(Value::Null);
@@ -723,7 +726,7 @@ async fn sigterm_stops_the_binary_cleanly() {
     let client = HubClient::new(port, hub.owner_token.as_deref().unwrap());
     let (_, token, wid) = agent_with_webhook(&client).await;
     let mut sock = client.connect(&token).await;
-    let id = client.ingest(&wid, "x", &[]).await.json["deliveryId"].clone();
+    let id = client.ingest_signed(&wid, "x", &[]).await.json["deliveryId"].clone();
     assert_eq!(sock.next_delivery(5).await["deliveryId"], id);
     let exited = std::thread::spawn(move || hub.terminate());
     match sock.next_incoming(10).await {

@@ -1,6 +1,10 @@
 //! Ingest: `POST /v1/hooks/{webhookId}`, where providers send events.
 //!
-//! The answer is 2xx only after the delivery writer reports the delivery durable.
+//! In order: the webhook must exist and be active (404), the sender must be within its
+//! rate (429, before the body is read), the body within its limit (413), and the request
+//! must verify under the webhook's provider scheme (401, recorded as `rejected`). Only
+//! then is it handed to the delivery writer, and the answer is 2xx only once the writer
+//! reports it durable. Slack's `url_verification` is answered here and never queued.
 
 use std::sync::Arc;
 
@@ -11,6 +15,8 @@ use crate::{
     clock,
     error::ApiError,
     ids::{DeliveryId, WebhookId},
+    providers::{Keys, Verdict},
+    ratelimit::{retry_after_secs, RateLimiter},
     service::Hub,
     store::deliveries::NewDelivery,
     writer::IngestOutcome,
@@ -57,6 +63,7 @@ pub fn headers_json(headers: &HeaderMap) -> String {
 
 async fn ingest(
     hub: web::Data<Hub>,
+    limiter: web::Data<RateLimiter>,
     path: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
@@ -67,20 +74,42 @@ async fn ingest(
         .active_webhook_for_ingest(&webhook_id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    if let Err(wait) = limiter.check(&webhook.id) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: retry_after_secs(wait),
+        });
+    }
     let body = super::read_body_limited(&req, payload, hub.config.max_body_bytes).await?;
-    let delivery = NewDelivery {
+    let received_at = clock::now_ms();
+    let keys = Keys::open(&hub.key, &webhook.id, &webhook.secrets, received_at)?;
+    let inspection = webhook
+        .provider
+        .inspect(req.headers(), &body, &keys, received_at);
+    drop(keys);
+
+    let mut delivery = NewDelivery {
         id: DeliveryId::generate(),
         webhook_id: webhook.id,
         agent_id: webhook.agent_id,
         provider: webhook.provider,
-        event: None,
-        provider_delivery_id: None,
+        event: inspection.event,
+        provider_delivery_id: inspection.provider_delivery_id,
         verified: false,
-        received_at: clock::now_ms(),
+        received_at,
         headers: headers_json(req.headers()),
         body,
         secrets: Arc::new(webhook.secrets),
     };
+    match inspection.verdict {
+        Verdict::Verified => delivery.verified = true,
+        // Stripe and Slack before the owner has set the secret they issued.
+        Verdict::Unverifiable => {}
+        Verdict::Rejected(reason) => return Err(reject(&hub, delivery, reason).await),
+    }
+    if let Some(challenge) = inspection.challenge {
+        // Slack is checking the URL: nothing for the agent.
+        return Ok(HttpResponse::Ok().json(json!({ "challenge": challenge })));
+    }
     match hub.writer.ingest(delivery).await {
         Ok(IngestOutcome::Queued(id)) => {
             Ok(HttpResponse::Accepted().json(json!({ "deliveryId": id })))
@@ -97,4 +126,14 @@ async fn ingest(
             Err(ApiError::Unavailable)
         }
     }
+}
+
+/// Records a request that failed verification and makes its 401. The verdict stands even
+/// if the record cannot be written: a sender is never asked to retry a bad signature.
+async fn reject(hub: &Hub, delivery: NewDelivery, reason: String) -> ApiError {
+    tracing::info!(webhook_id = %delivery.webhook_id, delivery_id = %delivery.id, %reason, "request rejected");
+    if let Err(e) = hub.writer.reject(delivery, reason.clone()).await {
+        tracing::error!(error = %e, "a rejected request could not be recorded");
+    }
+    ApiError::InvalidSignature(reason)
 }
