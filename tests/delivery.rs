@@ -800,6 +800,6 @@ async fn a_socket_that_answers_pings_stays_up() {
         Some(Incoming::Close(r)) => panic!("closed: {r:?}"),
         Some(Incoming::Ended) => panic!("ended"),
     }
-    let id = app.ingest(&wid, "alive", &[]).await.json["deliveryId"].clone();
+    let id = app.ingest_signed(&wid, "alive", &[]).await.json["deliveryId"].clone();
     assert_eq!(sock.next_delivery(5).await["deliveryId"], id);
 }
