@@ -60,6 +60,10 @@ pub struct Config {
     /// A socket silent this long (no frame, no pong) is dropped as dead.
     #[arg(long, env = "HOOKHUB_CLIENT_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
     pub client_timeout: Duration,
+
+    /// How long a dashboard sign-in lasts before the owner must sign in again.
+    #[arg(long, env = "HOOKHUB_SESSION_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_ttl: Duration,
 }
 
 fn parse_secret(s: &str) -> Result<Secret, String> {
