@@ -13,6 +13,7 @@
     ['slack', 'Slack'],
   ];
   const AGENTS_REFRESH_MS = 5000;
+  const BODY_SHOWN = 200000;
 
   const state = {
     session: null,
@@ -863,7 +864,12 @@
     });
     const headerRows = Object.entries(d.headers || {}).sort(([a], [b]) => a.localeCompare(b));
     let body = d.body;
-    if (d.bodyEncoding === 'utf8') {
+    let cut = null;
+    if (body.length > BODY_SHOWN) {
+      // A body may be megabytes; the page shows its start rather than freezing.
+      cut = `Showing the first ${BODY_SHOWN.toLocaleString()} of ${body.length.toLocaleString()} characters.`;
+      body = body.slice(0, BODY_SHOWN);
+    } else if (d.bodyEncoding === 'utf8') {
       try { body = JSON.stringify(JSON.parse(d.body), null, 2); } catch (_) { body = d.body; }
     }
     return h('section', { class: 'card detail', id: 'delivery-detail', dataset: { deliveryId: d.deliveryId, status: d.status, attempts: d.attempts } },
@@ -886,6 +892,7 @@
           h('th', { class: 'mono' }, k), h('td', { class: 'mono wrap' }, String(v)))))),
       h('h3', {}, 'Body', d.bodyEncoding === 'base64' ? h('span', { class: 'muted small' }, ' (binary, shown as base64)') : null,
         ` · ${fmtBytes(d.sizeBytes)}`),
+      cut ? h('p', { class: 'hint' }, cut) : null,
       h('pre', { class: 'body', id: 'detail-body' }, body));
   }
 
