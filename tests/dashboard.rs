@@ -520,6 +520,43 @@ async fn the_activity_stream_follows_the_list_rules() {
     assert_eq!(name, "deliveries");
 }
 
+#[actix_web::test]
+async fn open_activity_streams_end_when_the_hub_shuts_down() {
+    let mut app = spawn_app().await;
+    let (agent, _) = app.create_agent("bot").await;
+    let wh = app
+        .create_webhook(&app.owner_token, &agent, "gh", "generic")
+        .await;
+    let id = wh["webhookId"].as_str().unwrap();
+    let mut resp = app
+        .client
+        .get(app.url(&format!(
+            "/v1/agents/{agent}/webhooks/{id}/deliveries/stream"
+        )))
+        .bearer_auth(&app.owner_token)
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    next_event_where(&mut resp, &mut buf, |_, _| true).await;
+
+    // The stream ends on its own when shutdown begins, well before the server's 10 s
+    // drain would cut it, so an open dashboard does not hold up a restart.
+    let ended = async {
+        loop {
+            match resp.next().await {
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+        }
+    };
+    let (ended, ()) = tokio::join!(
+        actix_web::rt::time::timeout(Duration::from_secs(5), ended),
+        app.stop()
+    );
+    assert!(ended.is_ok(), "the stream was still open 5 s into shutdown");
+}
+
 fn create_owner(app: &TestApp, name: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookhub"))
         .args(["account", "create", "--name", name, "--data-dir"])
