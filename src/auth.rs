@@ -1,17 +1,39 @@
-//! Who is calling: an owner (account token) or an agent (agent token).
+//! Who is calling: an owner (account token, or a dashboard session cookie) or an agent
+//! (agent token).
+//!
+//! A dashboard session is made by signing in with an owner token and lives in an
+//! `HttpOnly`, `SameSite=Strict` cookie. A request authenticated by that cookie that
+//! changes something (any method but GET, HEAD, OPTIONS) must also carry the session's
+//! CSRF token in `X-CSRF-Token`, which only the dashboard's own script can read; without
+//! it the request is answered 401 like any other unauthenticated one. A bearer token,
+//! when present, always wins and the cookie is ignored, so API callers are unaffected.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use actix_web::{
+    cookie::{time::Duration as CookieDuration, Cookie, SameSite},
+    dev::Payload,
+    http::{header, Method},
+    web, FromRequest, HttpRequest,
+};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
 use crate::{
-    crypto::{self, AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX},
+    clock,
+    crypto::{self, Secret, AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX},
     error::ApiError,
     ids::AccountId,
     service::Hub,
-    store::OwnedAgent,
+    store::{DashboardSession, OwnedAgent},
 };
+
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "hookhub_session";
+/// The header that must repeat the session's CSRF token on state-changing requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Session ids are prefixed like tokens, so that a leaked one is recognisable.
+const SESSION_ID_PREFIX: &str = "hh_session_";
 
 #[derive(Clone, Debug)]
 pub enum Caller {
@@ -72,11 +94,147 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let hub = req.app_data::<web::Data<Hub>>().cloned();
         let token = bearer_token(req).map(str::to_owned);
+        let cookie = session_cookie_value(req);
+        let csrf = (!is_safe_method(req.method())).then(|| csrf_header(req));
         Box::pin(async move {
-            let (Some(hub), Some(token)) = (hub, token) else {
+            let Some(hub) = hub else {
                 return Err(ApiError::Unauthorized);
             };
-            authenticate(&hub, &token).await
+            if let Some(token) = token {
+                return authenticate(&hub, &token).await;
+            }
+            let Some(cookie) = cookie else {
+                return Err(ApiError::Unauthorized);
+            };
+            let session = find_session(&hub, &cookie)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            if let Some(sent) = csrf {
+                check_csrf(&session, sent.as_deref())?;
+            }
+            Ok(Caller::Owner(session.account_id))
         })
     }
+}
+
+// ---- Dashboard sessions ---------------------------------------------------------------
+
+/// A new sign-in: the cookie value (shown to the browser once, stored only hashed) and
+/// the session as stored.
+pub struct SignedIn {
+    pub session_id: Secret,
+    pub session: DashboardSession,
+}
+
+/// Methods that change nothing, and so need no CSRF token.
+fn is_safe_method(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+pub fn session_cookie_value(req: &HttpRequest) -> Option<String> {
+    req.cookie(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn csrf_header(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The live session a cookie value names, compared again in constant time after the
+/// lookup by hash, as tokens are.
+pub async fn find_session(
+    hub: &Hub,
+    cookie_value: &str,
+) -> Result<Option<DashboardSession>, ApiError> {
+    if !cookie_value.starts_with(SESSION_ID_PREFIX) {
+        return Ok(None);
+    }
+    let hash = crypto::hash_token(cookie_value);
+    let session = hub.store.dashboard_session(&hash, clock::now_ms()).await?;
+    Ok(session.filter(|s| crypto::ct_eq(&s.id_hash, &hash)))
+}
+
+/// The CSRF check of a state-changing request made with the session cookie.
+pub fn check_csrf(session: &DashboardSession, sent: Option<&str>) -> Result<(), ApiError> {
+    match sent {
+        Some(sent) if crypto::ct_eq(sent.as_bytes(), session.csrf_token.as_bytes()) => Ok(()),
+        _ => Err(ApiError::CsrfRejected),
+    }
+}
+
+/// The CSRF check for a handler that has the request and its session at hand.
+pub fn check_request_csrf(req: &HttpRequest, session: &DashboardSession) -> Result<(), ApiError> {
+    check_csrf(session, csrf_header(req).as_deref())
+}
+
+/// Signs an owner in with their owner token. Agent tokens do not sign in: the dashboard
+/// is the owner's.
+pub async fn sign_in(hub: &Hub, owner_token: &str) -> Result<SignedIn, ApiError> {
+    let Caller::Owner(account_id) = authenticate(hub, owner_token).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    let now = clock::now_ms();
+    // Expired rows are useless; sweeping them here keeps the table small without a timer.
+    hub.store.delete_expired_dashboard_sessions(now).await?;
+    let session_id = format!(
+        "{SESSION_ID_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>()?)
+    );
+    let csrf_token = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>()?);
+    let ttl_ms = i64::try_from(hub.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = now.saturating_add(ttl_ms);
+    let hash = crypto::hash_token(&session_id);
+    hub.store
+        .insert_dashboard_session(&hash, &account_id, &csrf_token, now, expires_at)
+        .await?;
+    let session = hub
+        .store
+        .dashboard_session(&hash, now)
+        .await?
+        .ok_or_else(|| ApiError::internal("a session just made was not found"))?;
+    tracing::info!(account_id = %account_id, "dashboard sign-in");
+    Ok(SignedIn {
+        session_id: Secret::new(session_id),
+        session,
+    })
+}
+
+pub async fn sign_out(hub: &Hub, session: &DashboardSession) -> Result<(), ApiError> {
+    hub.store.delete_dashboard_session(&session.id_hash).await?;
+    tracing::info!(account_id = %session.account_id, "dashboard sign-out");
+    Ok(())
+}
+
+/// The session cookie: script cannot read it, no other site's request carries it, it
+/// expires with the session, and it is `Secure` whenever the hub is served over HTTPS.
+pub fn session_cookie(hub: &Hub, session_id: &Secret) -> Cookie<'static> {
+    let max_age = i64::try_from(hub.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
+    Cookie::build(SESSION_COOKIE, session_id.expose().to_owned())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(served_over_https(hub))
+        .max_age(CookieDuration::seconds(max_age))
+        .finish()
+}
+
+/// A cookie that makes the browser forget the session.
+pub fn cleared_session_cookie(hub: &Hub) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, "")
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(served_over_https(hub))
+        .max_age(CookieDuration::ZERO)
+        .finish()
+}
+
+fn served_over_https(hub: &Hub) -> bool {
+    hub.public_url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }

@@ -69,6 +69,10 @@ pub struct Config {
     /// Requests one webhook may send at once, after a quiet spell, above the sustained rate.
     #[arg(long, env = "HOOKHUB_RATE_BURST", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_burst: u32,
+
+    /// How long a dashboard sign-in lasts before the owner must sign in again.
+    #[arg(long, env = "HOOKHUB_SESSION_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_ttl: Duration,
 }
 
 fn parse_secret(s: &str) -> Result<Secret, String> {

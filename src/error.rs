@@ -8,6 +8,10 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// A dashboard request that changes something, signed in by cookie, without the
+    /// session's CSRF token: possibly forged by another site, so it is not the owner's.
+    #[error("missing or invalid X-CSRF-Token header for this dashboard session")]
+    CsrfRejected,
     /// Also what a caller gets for something that exists but is not theirs.
     #[error("not found")]
     NotFound,
@@ -47,7 +51,7 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::CsrfRejected => "unauthorized",
             Self::NotFound => "not_found",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Conflict(_) => "conflict",
@@ -99,7 +103,9 @@ pub struct ErrorDetail {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Unauthorized | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::CsrfRejected | Self::InvalidSignature(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,

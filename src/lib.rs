@@ -10,9 +10,11 @@
 //! - [`config`]: settings, every one a flag and a `HOOKHUB_*` environment variable.
 //! - [`startup`]: builds the application, binds the listener, runs until shutdown.
 //! - [`routes`]: HTTP handlers, one file per resource; thin, they call [`service`].
+//!   [`routes::dashboard`] serves the web dashboard, embedded from `src/dashboard/`.
 //! - [`service`]: the rules (ownership, validation, `createdBy`), one place for both the
 //!   HTTP API and the agent's self-service tools.
-//! - [`auth`]: who is calling: an owner or an agent, from a bearer token.
+//! - [`auth`]: who is calling: an owner or an agent, from a bearer token, or an owner
+//!   from a dashboard session cookie (with its CSRF check).
 //! - [`store`]: the only code that speaks SQL; SQLite is the queue of record.
 //! - [`writer`]: the delivery writer, sole inserter into the queue, committing in groups.
 //! - [`actors`]: the `Registry` of online agents and one `AgentSession` per socket.

@@ -6,6 +6,7 @@ use std::{future::Future, io, net::TcpListener, sync::Arc};
 
 use actix::Actor;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::{messages::CloseAll, Registry},
@@ -83,6 +84,7 @@ impl Application {
             key,
             public_url: Arc::from(public_url.trim_end_matches('/')),
             config: Arc::new(config),
+            shutdown: CancellationToken::new(),
         };
 
         let data = web::Data::new(hub.clone());
@@ -137,6 +139,7 @@ impl Application {
         let server = actix_web::rt::spawn(self.server);
         shutdown.await;
         tracing::info!("shutting down: closing agent sockets, finishing accepted requests");
+        self.hub.shutdown.cancel();
         let _ = self.hub.registry.send(CloseAll).await;
         handle.stop(true).await;
         match server.await {

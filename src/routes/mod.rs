@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod connect;
+pub mod dashboard;
 pub mod deliveries;
 pub mod health;
 pub mod ingest;
@@ -19,6 +20,7 @@ const MAX_MANAGEMENT_BODY: usize = 64 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
+        .configure(dashboard::configure)
         .configure(agents::configure)
         .configure(webhooks::configure)
         .configure(deliveries::configure)

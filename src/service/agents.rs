@@ -60,8 +60,12 @@ pub async fn list(hub: &Hub, caller: &Caller) -> Result<Vec<AgentView>, ApiError
         .send(ConnectedAgents)
         .await
         .map_err(ApiError::internal)?;
-    Ok(agents
-        .iter()
-        .map(|a| AgentView::new(a, connected.contains(&a.id)))
-        .collect())
+    // One count per agent: an owner has few agents, and each count reads only the
+    // pending-queue index.
+    let mut views = Vec::with_capacity(agents.len());
+    for a in &agents {
+        let backlog = hub.store.backlog_depth(&a.id).await?;
+        views.push(AgentView::new(a, connected.contains(&a.id), backlog));
+    }
+    Ok(views)
 }

@@ -12,6 +12,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use actix::Addr;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::Registry, auth::Caller, config::Config, crypto::MasterKey, error::ApiError,
@@ -28,6 +29,9 @@ pub struct Hub {
     pub config: Arc<Config>,
     /// Base of every webhook `url`, without a trailing slash.
     pub public_url: Arc<str>,
+    /// Cancelled when the hub starts shutting down, so that long-lived responses (the
+    /// dashboard's live activity streams) end at once instead of holding up the drain.
+    pub shutdown: CancellationToken,
 }
 
 /// The agent named by a path (`me` for an agent caller), if the caller owns it. Anything

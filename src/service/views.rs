@@ -35,16 +35,19 @@ pub struct AgentView {
     pub connected: bool,
     pub last_seen_at: Option<String>,
     pub created_at: String,
+    /// Deliveries waiting for the agent's ack (queued or sent).
+    pub backlog_depth: i64,
 }
 
 impl AgentView {
-    pub fn new(a: &Agent, connected: bool) -> Self {
+    pub fn new(a: &Agent, connected: bool, backlog_depth: i64) -> Self {
         Self {
             agent_id: a.id.to_string(),
             name: a.name.clone(),
             connected,
             last_seen_at: a.last_seen_at.map(rfc3339),
             created_at: rfc3339(a.created_at),
+            backlog_depth,
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod deliveries;
+pub mod sessions;
 pub mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
@@ -23,6 +24,7 @@ use sqlx::{
 pub use accounts::Account;
 pub use agents::{Agent, OwnedAgent};
 pub use deliveries::{ActivityRecord, DeliveryStatus, PendingDelivery};
+pub use sessions::DashboardSession;
 pub use webhooks::{IngestWebhook, SealedSecrets, Webhook};
 
 const DB_FILE: &str = "hookhub.db";

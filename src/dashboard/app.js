@@ -1,0 +1,915 @@
+// The hookhub dashboard: a small page over the JSON API.
+//
+// Everything shown is built with DOM calls and textContent, never by parsing markup:
+// webhook names, event names, headers and bodies come from strangers.
+'use strict';
+
+(function () {
+  const STATUSES = ['queued', 'sent', 'acked', 'rejected', 'duplicate', 'expired'];
+  const PROVIDERS = [
+    ['generic', 'Generic (Standard Webhooks)'],
+    ['github', 'GitHub'],
+    ['stripe', 'Stripe'],
+    ['slack', 'Slack'],
+  ];
+  const AGENTS_REFRESH_MS = 5000;
+  const BODY_SHOWN = 200000;
+
+  const state = {
+    session: null,
+    // Undone when the view changes: timers, live streams.
+    cleanups: [],
+  };
+
+  // ---- DOM ----------------------------------------------------------------------------
+
+  // h('tag', {attrs}, ...children): strings become text nodes; `on*` props are listeners.
+  function h(tag, props, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key.startsWith('on') && typeof value === 'function') {
+        el.addEventListener(key.slice(2), value);
+      } else if (key === 'class') {
+        el.className = value;
+      } else if (key === 'dataset') {
+        Object.assign(el.dataset, value);
+      } else if (key === 'value' || key === 'checked' || key === 'disabled') {
+        el[key] = value;
+      } else {
+        el.setAttribute(key, value === true ? '' : String(value));
+      }
+    }
+    append(el, children);
+    return el;
+  }
+
+  function append(el, children) {
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      el.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function clear(el) {
+    while (el.firstChild) el.removeChild(el.firstChild);
+  }
+
+  function replace(el, ...children) {
+    clear(el);
+    append(el, children);
+  }
+
+  // ---- Messages -----------------------------------------------------------------------
+
+  let noticeTimer = null;
+
+  function showError(message) {
+    const el = $('error');
+    el.textContent = message;
+    el.hidden = false;
+    window.scrollTo({ top: 0 });
+  }
+
+  function clearMessages() {
+    $('error').hidden = true;
+    $('error').textContent = '';
+    $('notice').hidden = true;
+  }
+
+  function showNotice(message) {
+    const el = $('notice');
+    el.textContent = message;
+    el.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { el.hidden = true; }, 6000);
+  }
+
+  function describe(err) {
+    if (err instanceof ApiError) {
+      return err.field ? `${err.message} (${err.field})` : err.message;
+    }
+    return 'The hub could not be reached. Check that it is running, then try again.';
+  }
+
+  // ---- API ----------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, message, field) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.field = field;
+    }
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    if (method !== 'GET' && state.session) headers['X-CSRF-Token'] = state.session.csrfToken;
+    const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    const text = await res.text();
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch (_) { data = null; }
+    }
+    if (!res.ok) {
+      const e = data && data.error ? data.error
+        : { code: 'http_' + res.status, message: `The hub answered ${res.status}.` };
+      const err = new ApiError(res.status, e.code, e.message, e.field);
+      if (res.status === 401 && path !== '/dashboard/session') sessionEnded();
+      throw err;
+    }
+    return data;
+  }
+
+  const enc = encodeURIComponent;
+  const agentPath = (agentId) => `/v1/agents/${enc(agentId)}`;
+  const webhookPath = (agentId, webhookId) => `${agentPath(agentId)}/webhooks/${enc(webhookId)}`;
+
+  // ---- Formatting ---------------------------------------------------------------------
+
+  function fmtTime(iso) {
+    if (!iso) return '—';
+    const d = new Date(iso);
+    return isNaN(d) ? iso : d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  }
+
+  function fmtAgo(iso) {
+    if (!iso) return 'never';
+    const secs = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
+    if (!(secs >= 0)) return fmtTime(iso);
+    if (secs < 10) return 'just now';
+    if (secs < 60) return `${secs} s ago`;
+    if (secs < 3600) return `${Math.floor(secs / 60)} min ago`;
+    if (secs < 86400) return `${Math.floor(secs / 3600)} h ago`;
+    return fmtTime(iso);
+  }
+
+  function fmtBytes(n) {
+    if (n < 1024) return `${n} B`;
+    if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+    return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+  }
+
+  function fmtDuration(ms) {
+    if (ms < 1000) return `${ms} ms`;
+    if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
+    if (ms < 3600000) return `${Math.round(ms / 60000)} min`;
+    return `${(ms / 3600000).toFixed(1)} h`;
+  }
+
+  // Receipt to the agent's ack: how long the event took to be delivered.
+  function latency(d) {
+    if (!d.ackedAt) return '—';
+    const ms = new Date(d.ackedAt) - new Date(d.receivedAt);
+    return ms >= 0 ? fmtDuration(ms) : '—';
+  }
+
+  function providerLabel(p) {
+    const found = PROVIDERS.find(([v]) => v === p);
+    return found ? found[1].replace(/ \(.*\)$/, '') : p;
+  }
+
+  function badge(text, kind) {
+    return h('span', { class: `badge ${kind || text}` }, text);
+  }
+
+  // ---- Copying and one-time secrets ---------------------------------------------------
+
+  async function copyText(text, button) {
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(text);
+      ok = true;
+    } catch (_) {
+      // Not a secure context, or no permission: fall back to selecting and copying.
+      const area = h('textarea', { class: 'offscreen', readonly: true });
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      try { ok = document.execCommand('copy'); } catch (_) { ok = false; }
+      area.remove();
+    }
+    const label = button.textContent;
+    button.textContent = ok ? 'Copied' : 'Select and copy';
+    setTimeout(() => { button.textContent = label; }, 1500);
+  }
+
+  function copyField(label, value, id, opts) {
+    const input = h('input', { id, type: 'text', readonly: true, class: 'mono', spellcheck: 'false', value });
+    input.addEventListener('focus', () => input.select());
+    return h('div', { class: 'copy-field' },
+      h('label', { for: id }, label),
+      h('div', { class: 'copy-row' },
+        input,
+        h('button', {
+          type: 'button', class: 'secondary', id: id + '-copy',
+          onclick: (ev) => copyText(value, ev.currentTarget),
+        }, 'Copy')),
+      opts && opts.hint ? h('p', { class: 'hint' }, opts.hint) : null);
+  }
+
+  // A panel for something shown once (a token, a signing secret).
+  function oncePanel(id, title, fields, warning, extra) {
+    return h('section', { id, class: 'card once' },
+      h('div', { class: 'once-head' },
+        h('h2', {}, title),
+        h('button', {
+          type: 'button', class: 'secondary small',
+          onclick: () => $(id).remove(),
+        }, 'I saved it — hide')),
+      h('p', { class: 'warning', id: id + '-warning' }, warning),
+      fields,
+      extra || null);
+  }
+
+  // ---- Confirmation -------------------------------------------------------------------
+
+  function confirmDialog({ title, text, confirm, danger }) {
+    return new Promise((resolve) => {
+      const dialog = h('dialog', { id: 'confirm-dialog', class: 'dialog' },
+        h('h2', {}, title),
+        h('p', {}, text),
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', class: 'secondary', id: 'confirm-cancel', onclick: () => dialog.close('cancel') }, 'Cancel'),
+          h('button', { type: 'button', class: danger ? 'danger' : '', id: 'confirm-ok', onclick: () => dialog.close('ok') }, confirm)));
+      dialog.addEventListener('close', () => {
+        resolve(dialog.returnValue === 'ok');
+        dialog.remove();
+      });
+      document.body.appendChild(dialog);
+      dialog.showModal();
+    });
+  }
+
+  // ---- Provider setup -----------------------------------------------------------------
+
+  function setupSteps(provider) {
+    const step = (...parts) => h('li', {}, ...parts);
+    const b = (t) => h('strong', {}, t);
+    const c = (t) => h('code', {}, t);
+    switch (provider) {
+      case 'github':
+        return [
+          h('ol', {},
+            step('In GitHub, open the repository (or organization) and go to ', b('Settings → Webhooks → Add webhook'), '.'),
+            step('Paste the URL into ', b('Payload URL'), ' and choose ', c('application/json'), ' as the ', b('Content type'), '.'),
+            step('Paste the signing secret into ', b('Secret'), '.'),
+            step('Choose the events to send, keep ', b('Active'), ' checked, and click ', b('Add webhook'), '. GitHub sends a ', c('ping'), ' event that shows up in the activity below.')),
+          h('p', { class: 'hint' }, 'GitHub signs each request with this secret (X-Hub-Signature-256); hookhub checks it before accepting the event.'),
+        ];
+      case 'stripe':
+        return [
+          h('ol', {},
+            step('In the Stripe Dashboard, go to ', b('Developers → Webhooks'), ' and click ', b('Add endpoint'), ' (or ', b('Add destination'), ').'),
+            step('Paste the URL into ', b('Endpoint URL'), ' and select the events to send.'),
+            step('After saving, open the endpoint and reveal its ', b('Signing secret'), ' (', c('whsec_…'), ').'),
+            step('Paste that Stripe secret into ', b('Provider secret'), ' on this webhook\u2019s page. Until then, deliveries are accepted but marked unverified.')),
+          h('p', { class: 'hint' }, 'Stripe signs with a secret it issues. The hookhub signing secret is what your agent uses to verify what hookhub hands it.'),
+        ];
+      case 'slack':
+        return [
+          h('ol', {},
+            step('At ', c('api.slack.com/apps'), ', open your app. Under ', b('Basic Information → App Credentials'), ', reveal and copy the ', b('Signing Secret'), '.'),
+            step('Paste it into ', b('Provider secret'), ' on this webhook\u2019s page (do this first: until then, deliveries are accepted but marked unverified).'),
+            step('Go to ', b('Event Subscriptions'), ', turn ', b('Enable Events'), ' on, and paste the URL into ', b('Request URL'), '. Slack checks it at once; hookhub answers the challenge.'),
+            step('Subscribe to the bot or workspace events you want and save.')),
+          h('p', { class: 'hint' }, 'Slack signs with its own signing secret. The hookhub signing secret is what your agent uses to verify what hookhub hands it.'),
+        ];
+      default:
+        return [
+          h('ol', {},
+            step('Give the sender the URL and the signing secret.'),
+            step('The sender signs each request the Standard Webhooks way: headers ', c('webhook-id'), ', ', c('webhook-timestamp'), ' and ', c('webhook-signature: v1,<base64 HMAC-SHA256>'), ' over ', c('id.timestamp.body'), ', keyed with the base64 after ', c('whsec_'), '.'),
+            step('Any Standard Webhooks library does this for you.')),
+        ];
+    }
+  }
+
+  function setupDetails(provider, open) {
+    return h('details', { class: 'setup', open, id: 'setup-steps' },
+      h('summary', {}, `How to connect ${providerLabel(provider)}`),
+      setupSteps(provider));
+  }
+
+  // ---- Session ------------------------------------------------------------------------
+
+  async function loadSession() {
+    try {
+      state.session = await api('GET', '/dashboard/session');
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401)) throw err;
+      state.session = null;
+    }
+    renderAccount();
+  }
+
+  function renderAccount() {
+    $('account').hidden = !state.session;
+    $('account-name').textContent = state.session ? state.session.name : '';
+  }
+
+  function sessionEnded() {
+    if (!state.session) return;
+    state.session = null;
+    renderAccount();
+    stopView();
+    renderSignIn('Your session has ended. Sign in again to continue.');
+  }
+
+  async function signOut() {
+    try {
+      await api('DELETE', '/dashboard/session');
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401)) {
+        showError(describe(err));
+        return;
+      }
+    }
+    state.session = null;
+    renderAccount();
+    stopView();
+    renderSignIn('You are signed out.');
+  }
+
+  function renderSignIn(message) {
+    setCrumbs([]);
+    const error = h('p', { class: 'field-error', id: 'sign-in-error', role: 'alert' });
+    const token = h('input', {
+      id: 'token', name: 'token', type: 'password', autocomplete: 'off',
+      placeholder: 'hh_owner_…', required: true, class: 'mono',
+    });
+    const form = h('form', { id: 'sign-in-form', class: 'stack' },
+      h('label', { for: 'token' }, 'Owner token'),
+      token,
+      h('button', { type: 'submit', id: 'sign-in-submit' }, 'Sign in'),
+      error);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      error.textContent = '';
+      try {
+        state.session = await api('POST', '/dashboard/session', { token: token.value.trim() });
+      } catch (err) {
+        error.textContent = err instanceof ApiError && err.status === 401
+          ? 'That is not a valid owner token.' : describe(err);
+        return;
+      }
+      token.value = '';
+      renderAccount();
+      route();
+    });
+    replace($('view'),
+      h('section', { class: 'card narrow', id: 'sign-in' },
+        h('h1', {}, 'Sign in to hookhub'),
+        message ? h('p', { class: 'notice-inline' }, message) : null,
+        h('p', { class: 'muted' },
+          'Paste your owner token. hookhub printed one when it first started; ',
+          h('code', {}, 'hookhub account create'), ' makes more.'),
+        form));
+    token.focus();
+  }
+
+  // ---- Routing ------------------------------------------------------------------------
+
+  function stopView() {
+    for (const undo of state.cleanups.splice(0)) {
+      try { undo(); } catch (_) { /* already stopped */ }
+    }
+  }
+
+  function setCrumbs(items) {
+    const nav = $('crumbs');
+    clear(nav);
+    items.forEach(([label, href], i) => {
+      if (i > 0) nav.appendChild(h('span', { class: 'sep', 'aria-hidden': 'true' }, '›'));
+      nav.appendChild(href ? h('a', { href }, label) : h('span', { class: 'current' }, label));
+    });
+  }
+
+  async function route() {
+    stopView();
+    clearMessages();
+    if (!state.session) {
+      renderSignIn();
+      return;
+    }
+    const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+    const view = $('view');
+    replace(view, h('p', { class: 'muted' }, 'Loading…'));
+    try {
+      if (parts.length === 0) {
+        await agentsView(view);
+      } else if (parts[0] === 'agents' && parts.length === 2) {
+        await agentView(view, parts[1]);
+      } else if (parts[0] === 'agents' && parts[2] === 'webhooks' && parts.length === 4) {
+        await webhookView(view, parts[1], parts[3]);
+      } else {
+        notFound(view, 'There is no such page.');
+      }
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return;
+      if (err instanceof ApiError && err.status === 404) {
+        notFound(view, 'It does not exist, or it is not yours.');
+        return;
+      }
+      replace(view);
+      showError(describe(err));
+    }
+  }
+
+  function notFound(view, text) {
+    setCrumbs([['Agents', '#/'], ['Not found']]);
+    replace(view, h('section', { class: 'card empty', id: 'not-found' },
+      h('h1', {}, 'Not found'),
+      h('p', {}, text),
+      h('p', {}, h('a', { href: '#/' }, '← Back to your agents'))));
+  }
+
+  // ---- Agents -------------------------------------------------------------------------
+
+  async function agentsView(view) {
+    setCrumbs([['Agents']]);
+    const tableSlot = h('div', { id: 'agents-slot' });
+    const tokenSlot = h('div', { id: 'agent-token-slot' });
+    const nameInput = h('input', { id: 'agent-name', name: 'name', maxlength: 200, required: true, placeholder: 'e.g. triage-bot' });
+    const form = h('form', { id: 'create-agent-form', class: 'inline-form' },
+      h('label', { for: 'agent-name' }, 'New agent'),
+      nameInput,
+      h('button', { type: 'submit', id: 'create-agent' }, 'Create agent'));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clearMessages();
+      try {
+        const created = await api('POST', '/v1/agents', { name: nameInput.value });
+        nameInput.value = '';
+        replace(tokenSlot, oncePanel('agent-token-panel', `Agent “${created.name}” created`,
+          [copyField('Agent token', created.token, 'agent-token')],
+          'This token is shown only now and cannot be shown again. Copy it and give it to the agent; it connects with it to /v1/agent/connect (Authorization: Bearer …).'));
+        await refresh();
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    });
+
+    async function refresh() {
+      const { agents } = await api('GET', '/v1/agents');
+      replace(tableSlot, agentsTable(agents));
+    }
+
+    replace(view,
+      h('div', { class: 'page-head' },
+        h('div', {}, h('h1', {}, 'Agents'),
+          h('p', { class: 'muted' }, 'Each agent receives its webhooks’ events over its own WebSocket.'))),
+      h('section', { class: 'card' }, form),
+      tokenSlot,
+      h('section', { class: 'card flush' }, tableSlot));
+    await refresh();
+    nameInput.focus();
+    // Online state and backlog change on their own; keep them current.
+    const timer = setInterval(() => {
+      refresh().catch((err) => {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      });
+    }, AGENTS_REFRESH_MS);
+    state.cleanups.push(() => clearInterval(timer));
+  }
+
+  function agentsTable(agents) {
+    if (agents.length === 0) {
+      return h('div', { class: 'empty', id: 'agents-empty' },
+        h('h2', {}, 'No agents yet'),
+        h('p', {}, 'Create one above. You will see its token once; the agent uses it to connect and receive its webhooks.'));
+    }
+    return h('table', { id: 'agents-table', class: 'table' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, 'Name'), h('th', {}, 'Status'), h('th', {}, 'Last seen'),
+        h('th', { class: 'num' }, 'Backlog'), h('th', {}, 'Created'))),
+      h('tbody', {}, agents.map((a) => h('tr', { dataset: { agentId: a.agentId } },
+        h('td', {}, h('a', { href: `#/agents/${enc(a.agentId)}`, class: 'agent-link strong' }, a.name),
+          h('div', { class: 'mono muted small' }, a.agentId)),
+        h('td', {}, a.connected ? badge('online') : badge('offline')),
+        h('td', { title: fmtTime(a.lastSeenAt) }, a.connected ? 'now' : fmtAgo(a.lastSeenAt)),
+        h('td', { class: 'num backlog' }, String(a.backlogDepth)),
+        h('td', {}, fmtTime(a.createdAt))))));
+  }
+
+  async function findAgent(agentId) {
+    const { agents } = await api('GET', '/v1/agents');
+    const agent = agents.find((a) => a.agentId === agentId);
+    if (!agent) throw new ApiError(404, 'not_found', 'not found');
+    return agent;
+  }
+
+  // ---- An agent's webhooks ------------------------------------------------------------
+
+  async function agentView(view, agentId) {
+    const [agent, { webhooks }] = await Promise.all([
+      findAgent(agentId),
+      api('GET', `${agentPath(agentId)}/webhooks`),
+    ]);
+    setCrumbs([['Agents', '#/'], [agent.name]]);
+    const tableSlot = h('div', { id: 'webhooks-slot' });
+    const createdSlot = h('div', { id: 'created-slot' });
+    const nameInput = h('input', { id: 'webhook-name', name: 'name', maxlength: 200, required: true, placeholder: 'e.g. GitHub pushes' });
+    const providerSelect = h('select', { id: 'webhook-provider', name: 'provider' },
+      PROVIDERS.map(([value, label]) => h('option', { value }, label)));
+    const form = h('form', { id: 'create-webhook-form', class: 'inline-form' },
+      h('label', { for: 'webhook-name' }, 'New webhook'),
+      nameInput,
+      h('label', { for: 'webhook-provider', class: 'visually-hidden' }, 'Provider'),
+      providerSelect,
+      h('button', { type: 'submit', id: 'create-webhook' }, 'Create webhook'));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clearMessages();
+      try {
+        const created = await api('POST', `${agentPath(agentId)}/webhooks`,
+          { name: nameInput.value, provider: providerSelect.value });
+        nameInput.value = '';
+        replace(createdSlot, oncePanel('secret-panel', `Webhook “${created.name}” created`,
+          [
+            copyField('URL', created.url, 'webhook-url'),
+            copyField('Signing secret', created.signingSecret, 'signing-secret'),
+          ],
+          'Copy the signing secret now: it will not be shown again. If you lose it, rotate it to get a new one.',
+          [
+            setupDetails(created.provider, true),
+            h('p', {}, h('a', { href: `#/agents/${enc(agentId)}/webhooks/${enc(created.webhookId)}`, id: 'open-created' }, 'Open its activity →')),
+          ]));
+        const list = await api('GET', `${agentPath(agentId)}/webhooks`);
+        replace(tableSlot, webhooksTable(agentId, list.webhooks));
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    });
+
+    replace(view,
+      h('div', { class: 'page-head' },
+        h('div', {},
+          h('h1', { id: 'agent-title' }, agent.name),
+          h('p', { class: 'muted' },
+            agent.connected ? badge('online') : badge('offline'), ' ',
+            agent.connected ? 'Connected now' : `Last seen ${fmtAgo(agent.lastSeenAt)}`,
+            ` · ${agent.backlogDepth} waiting for ack · `,
+            h('span', { class: 'mono' }, agent.agentId)))),
+      h('section', { class: 'card' }, form),
+      createdSlot,
+      h('section', { class: 'card flush' }, tableSlot));
+    replace(tableSlot, webhooksTable(agentId, webhooks));
+    nameInput.focus();
+  }
+
+  function webhooksTable(agentId, webhooks) {
+    if (webhooks.length === 0) {
+      return h('div', { class: 'empty', id: 'webhooks-empty' },
+        h('h2', {}, 'No webhooks yet'),
+        h('p', {}, 'Create one above to get a URL to give GitHub, Stripe, Slack or any sender. Its events go to this agent.'));
+    }
+    return h('table', { id: 'webhooks-table', class: 'table' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, 'Name'), h('th', {}, 'Provider'), h('th', {}, 'URL'),
+        h('th', {}, 'State'), h('th', {}, 'Created'))),
+      h('tbody', {}, webhooks.map((w) => h('tr', { dataset: { webhookId: w.webhookId }, class: w.active ? '' : 'inactive' },
+        h('td', {}, h('a', { href: `#/agents/${enc(agentId)}/webhooks/${enc(w.webhookId)}`, class: 'webhook-link strong' }, w.name)),
+        h('td', {}, providerLabel(w.provider)),
+        h('td', { class: 'url-cell' },
+          h('code', { class: 'truncate', title: w.url }, w.url),
+          h('button', { type: 'button', class: 'secondary small', onclick: (ev) => copyText(w.url, ev.currentTarget) }, 'Copy')),
+        h('td', {}, w.active ? badge('active') : badge('inactive')),
+        h('td', {}, fmtTime(w.createdAt), h('div', { class: 'muted small' }, `by ${w.createdBy}`))))));
+  }
+
+  // ---- A webhook and its activity -----------------------------------------------------
+
+  async function webhookView(view, agentId, webhookId) {
+    const [agent, webhook] = await Promise.all([
+      findAgent(agentId),
+      api('GET', webhookPath(agentId, webhookId)),
+    ]);
+    setCrumbs([['Agents', '#/'], [agent.name, `#/agents/${enc(agentId)}`], [webhook.name]]);
+    const base = webhookPath(agentId, webhookId);
+    const secretSlot = h('div', { id: 'rotate-slot' });
+    const detailSlot = h('div', { id: 'detail-slot', class: 'detail-slot' });
+    const tableSlot = h('div', { id: 'deliveries-slot' });
+    const liveDot = h('span', { id: 'live', class: 'live off' }, 'Connecting…');
+    const filter = h('select', { id: 'status-filter' },
+      h('option', { value: '' }, 'All statuses'),
+      STATUSES.map((s) => h('option', { value: s }, s)));
+    const olderButton = h('button', { type: 'button', id: 'load-older', class: 'secondary', hidden: true }, 'Load older');
+
+    // The live first page, and older pages the person asked for.
+    let live = [];
+    let older = [];
+    let cursor = null;
+    let selected = null;
+    // The state of the delivery the detail shows, to refresh it when the live page moves on.
+    let shown = null;
+    // What the detail last said (a redelivery queued), kept across its live refreshes.
+    let note = '';
+    let stream = null;
+
+    function renderRows() {
+      const seen = new Set(live.map((d) => d.deliveryId));
+      const rows = live.concat(older.filter((d) => !seen.has(d.deliveryId)));
+      replace(tableSlot, deliveriesTable(rows, filter.value, selected, openDetail));
+      olderButton.hidden = !cursor;
+    }
+
+    function startStream() {
+      if (stream) stream.close();
+      const qs = filter.value ? `?status=${enc(filter.value)}` : '';
+      stream = new EventSource(`${base}/deliveries/stream${qs}`);
+      stream.addEventListener('deliveries', (ev) => {
+        const page = JSON.parse(ev.data);
+        live = page.deliveries;
+        if (older.length === 0) cursor = page.nextCursor;
+        liveDot.className = 'live on';
+        liveDot.textContent = 'Live';
+        renderRows();
+        const current = live.find((d) => d.deliveryId === selected);
+        if (current && shown && (current.status !== shown.status || current.attempts !== shown.attempts)) {
+          openDetail(selected, { quiet: true });
+        }
+      });
+      stream.addEventListener('failed', (ev) => {
+        stream.close();
+        liveDot.className = 'live off';
+        liveDot.textContent = 'Stopped';
+        let message = 'Live updates stopped.';
+        try { message = `Live updates stopped: ${JSON.parse(ev.data).error.message}`; } catch (_) { /* keep the plain message */ }
+        showError(message);
+      });
+      stream.addEventListener('error', () => {
+        liveDot.className = 'live off';
+        if (stream.readyState === EventSource.CLOSED) {
+          liveDot.textContent = 'Stopped';
+          // Refused outright: most likely the session ended.
+          api('GET', '/dashboard/session').then(
+            () => showError('Live updates stopped. Reload the page to resume them.'),
+            (err) => { if (err instanceof ApiError && err.status === 401) sessionEnded(); });
+        } else {
+          liveDot.textContent = 'Reconnecting…';
+        }
+      });
+    }
+    state.cleanups.push(() => { if (stream) stream.close(); });
+
+    filter.addEventListener('change', () => {
+      older = [];
+      cursor = null;
+      startStream();
+    });
+
+    olderButton.addEventListener('click', async () => {
+      const rows = older.length ? older : live;
+      const last = rows[rows.length - 1];
+      if (!last) return;
+      const qs = new URLSearchParams({ before: last.deliveryId });
+      if (filter.value) qs.set('status', filter.value);
+      try {
+        const page = await api('GET', `${base}/deliveries?${qs}`);
+        older = older.concat(page.deliveries);
+        cursor = page.nextCursor;
+        renderRows();
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    });
+
+    async function openDetail(deliveryId, opts) {
+      selected = deliveryId;
+      if (!(opts && opts.quiet)) {
+        shown = null;
+        note = '';
+        renderRows();
+        replace(detailSlot, h('section', { class: 'card' }, h('p', { class: 'muted' }, 'Loading delivery…')));
+      }
+      try {
+        const d = await api('GET', `${base}/deliveries/${enc(deliveryId)}`);
+        if (selected !== deliveryId) return;
+        shown = { status: d.status, attempts: d.attempts };
+        replace(detailSlot, deliveryDetail(d, base, note, (text) => { note = text; }, () => {
+          selected = null;
+          shown = null;
+          clear(detailSlot);
+          renderRows();
+        }));
+      } catch (err) {
+        clear(detailSlot);
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    }
+
+    async function rotate() {
+      const ok = await confirmDialog({
+        title: 'Rotate the signing secret?',
+        text: 'A new secret is made and shown once. The current one keeps verifying requests for the overlap window (24 hours unless configured otherwise), so update the sender soon.',
+        confirm: 'Rotate secret',
+      });
+      if (!ok) return;
+      clearMessages();
+      try {
+        const r = await api('POST', `${base}/rotate`);
+        replace(secretSlot, oncePanel('rotated-panel', 'New signing secret',
+          [copyField('Signing secret', r.signingSecret, 'rotated-secret')],
+          'Copy the new signing secret now: it will not be shown again. Paste it where the sender keeps the old one.'));
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    }
+
+    async function deactivate() {
+      const ok = await confirmDialog({
+        title: `Deactivate “${webhook.name}”?`,
+        text: 'Its URL stops accepting deliveries at once: senders get 404. Its history stays readable here. This cannot be undone; make a new webhook to receive again.',
+        confirm: 'Deactivate',
+        danger: true,
+      });
+      if (!ok) return;
+      clearMessages();
+      try {
+        await api('DELETE', base);
+        showNotice('Webhook deactivated. Its URL no longer accepts deliveries.');
+        webhook.active = false;
+        // A secret of a webhook that receives nothing is no use to anyone.
+        clear(secretSlot);
+        renderHead();
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    }
+
+    function providerSecretForm() {
+      const input = h('input', { id: 'provider-secret', type: 'password', autocomplete: 'off', class: 'mono', required: true, placeholder: webhook.provider === 'stripe' ? 'whsec_… from Stripe' : 'Slack signing secret' });
+      const form = h('form', { id: 'provider-secret-form', class: 'inline-form' },
+        h('label', { for: 'provider-secret' }, 'Provider secret'),
+        input,
+        h('button', { type: 'submit', id: 'save-provider-secret' }, 'Save'));
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        clearMessages();
+        try {
+          await api('PUT', `${base}/provider-secret`, { secret: input.value });
+          input.value = '';
+          showNotice(`${providerLabel(webhook.provider)} secret saved. Deliveries are verified with it from now on.`);
+        } catch (err) {
+          if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+        }
+      });
+      return h('div', {},
+        form,
+        h('p', { class: 'hint' }, `The secret ${providerLabel(webhook.provider)} issued for this endpoint. It is stored encrypted and never shown again.`));
+    }
+
+    const headSlot = h('div', { id: 'webhook-head' });
+    function renderHead() {
+      replace(headSlot,
+        h('div', { class: 'page-head' },
+          h('div', {},
+            h('h1', { id: 'webhook-title' }, webhook.name),
+            h('p', { class: 'muted' },
+              webhook.active ? badge('active') : badge('inactive'), ' ',
+              `${providerLabel(webhook.provider)} · created ${fmtTime(webhook.createdAt)} by ${webhook.createdBy} · `,
+              h('span', { class: 'mono' }, webhook.webhookId))),
+          webhook.active
+            ? h('div', { class: 'actions' },
+              h('button', { type: 'button', id: 'rotate', class: 'secondary', onclick: rotate }, 'Rotate secret'),
+              h('button', { type: 'button', id: 'deactivate', class: 'danger', onclick: deactivate }, 'Deactivate'))
+            : null),
+        h('section', { class: 'card' },
+          copyField('URL', webhook.url, 'url', {
+            hint: webhook.active ? null : 'Deactivated: this URL answers 404.',
+          }),
+          webhook.active && (webhook.provider === 'stripe' || webhook.provider === 'slack')
+            ? providerSecretForm() : null,
+          webhook.active ? setupDetails(webhook.provider, false) : null));
+    }
+    renderHead();
+
+    replace(view,
+      headSlot,
+      secretSlot,
+      h('section', { class: 'activity' },
+        h('div', { class: 'activity-head' },
+          h('h2', {}, 'Activity'),
+          liveDot,
+          h('div', { class: 'grow' }),
+          h('label', { for: 'status-filter', class: 'muted' }, 'Show'),
+          filter),
+        h('div', { class: 'activity-body' },
+          h('div', { class: 'card flush' }, tableSlot, h('div', { class: 'more' }, olderButton)),
+          detailSlot)));
+    renderRows();
+    startStream();
+  }
+
+  function deliveriesTable(rows, status, selected, onOpen) {
+    if (rows.length === 0) {
+      return h('div', { class: 'empty', id: 'deliveries-empty' },
+        h('h2', {}, status ? `No ${status} deliveries` : 'No deliveries yet'),
+        h('p', {}, status
+          ? 'Nothing with this status. Choose “All statuses” to see everything.'
+          : 'Send a request to the URL above. Each one appears here the moment it arrives.'));
+    }
+    return h('table', { id: 'deliveries-table', class: 'table clickable' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, 'Status'), h('th', {}, 'Event'), h('th', {}, 'Received'),
+        h('th', { class: 'num' }, 'Size'), h('th', { class: 'num' }, 'Attempts'),
+        h('th', { class: 'num', title: 'From receipt to the agent\u2019s ack' }, 'Delivered in'))),
+      h('tbody', {}, rows.map((d) => {
+        const row = h('tr', {
+          dataset: { deliveryId: d.deliveryId, status: d.status },
+          class: d.deliveryId === selected ? 'selected' : '',
+          tabindex: 0,
+          onclick: () => onOpen(d.deliveryId),
+          onkeydown: (ev) => { if (ev.key === 'Enter') onOpen(d.deliveryId); },
+        },
+        h('td', {}, badge(d.status), d.verified ? null : h('span', { class: 'muted small', title: 'No provider secret was set to verify it' }, ' unverified')),
+        h('td', { class: 'event' }, d.event || h('span', { class: 'muted' }, '—')),
+        h('td', { title: d.receivedAt, class: 'nowrap' }, fmtTime(d.receivedAt)),
+        h('td', { class: 'num' }, fmtBytes(d.sizeBytes)),
+        h('td', { class: 'num' }, String(d.attempts)),
+        h('td', { class: 'num' }, latency(d)));
+        return row;
+      })));
+  }
+
+  function deliveryDetail(d, base, note, onNote, onClose) {
+    const redeliverable = d.status !== 'rejected' && d.status !== 'duplicate';
+    const result = h('span', { id: 'redeliver-result', class: 'muted', role: 'status' }, note);
+    const redeliver = h('button', {
+      type: 'button', id: 'redeliver', disabled: !redeliverable,
+      title: redeliverable ? 'Queue it for the agent again' : 'It was never handed to the agent',
+    }, 'Redeliver');
+    redeliver.addEventListener('click', async () => {
+      redeliver.disabled = true;
+      try {
+        await api('POST', `${base}/deliveries/${enc(d.deliveryId)}/redeliver`);
+        result.textContent = 'Queued for the agent again.';
+        onNote(result.textContent);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      } finally {
+        redeliver.disabled = false;
+      }
+    });
+    const headerRows = Object.entries(d.headers || {}).sort(([a], [b]) => a.localeCompare(b));
+    let body = d.body;
+    let cut = null;
+    if (body.length > BODY_SHOWN) {
+      // A body may be megabytes; the page shows its start rather than freezing.
+      cut = `Showing the first ${BODY_SHOWN.toLocaleString()} of ${body.length.toLocaleString()} characters.`;
+      body = body.slice(0, BODY_SHOWN);
+    } else if (d.bodyEncoding === 'utf8') {
+      try { body = JSON.stringify(JSON.parse(d.body), null, 2); } catch (_) { body = d.body; }
+    }
+    return h('section', { class: 'card detail', id: 'delivery-detail', dataset: { deliveryId: d.deliveryId, status: d.status, attempts: d.attempts } },
+      h('div', { class: 'once-head' },
+        h('h2', {}, 'Delivery'),
+        h('button', { type: 'button', class: 'secondary small', id: 'close-detail', onclick: onClose }, 'Close')),
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'Id'), h('dd', { class: 'mono' }, d.deliveryId),
+        h('dt', {}, 'Status'), h('dd', {}, badge(d.status), d.reason ? ` ${d.reason}` : null),
+        h('dt', {}, 'Event'), h('dd', {}, d.event || '—'),
+        h('dt', {}, 'Verified'), h('dd', {}, d.verified ? 'yes' : 'no'),
+        h('dt', {}, 'Received'), h('dd', {}, fmtTime(d.receivedAt)),
+        h('dt', {}, 'Sent'), h('dd', {}, fmtTime(d.sentAt)),
+        h('dt', {}, 'Acked'), h('dd', {}, fmtTime(d.ackedAt)),
+        h('dt', {}, 'Attempts'), h('dd', {}, String(d.attempts))),
+      h('div', { class: 'actions' }, redeliver, result),
+      h('h3', {}, 'Headers'),
+      h('table', { class: 'table compact', id: 'detail-headers' },
+        h('tbody', {}, headerRows.map(([k, v]) => h('tr', {},
+          h('th', { class: 'mono' }, k), h('td', { class: 'mono wrap' }, String(v)))))),
+      h('h3', {}, 'Body', d.bodyEncoding === 'base64' ? h('span', { class: 'muted small' }, ' (binary, shown as base64)') : null,
+        ` · ${fmtBytes(d.sizeBytes)}`),
+      cut ? h('p', { class: 'hint' }, cut) : null,
+      h('pre', { class: 'body', id: 'detail-body' }, body));
+  }
+
+  // ---- Start --------------------------------------------------------------------------
+
+  async function start() {
+    $('sign-out').addEventListener('click', signOut);
+    window.addEventListener('hashchange', route);
+    try {
+      await loadSession();
+    } catch (err) {
+      replace($('view'));
+      showError(describe(err));
+      return;
+    }
+    await route();
+  }
+
+  start();
+}());

@@ -1,0 +1,563 @@
+//! The dashboard in a real browser: Debian's headless Chromium, driven through
+//! chromedriver, against a real hub. One browser session walks the whole human path, so
+//! the suite pays for one browser start.
+//!
+//! Needs `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`);
+//! without them this test fails and says so. Set `HOOKHUB_SCREENSHOTS=<dir>` to keep a
+//! screenshot of each main page as `<dir>/dash-<page>.png`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{spawn_app, TestApp};
+use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long anything the page should show may take to show.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+// ---- chromedriver and the browser -----------------------------------------------------
+
+/// A chromedriver process on a free port, stopped (with its browsers) on drop.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Chromedriver {
+    fn start(dir: tempfile::TempDir) -> Self {
+        for (path, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
+            assert!(
+                Path::new(path).exists(),
+                "the browser tests need Debian's Chromium and its WebDriver: {path} is missing \
+                 (package `{package}`). Install them with \
+                 `apt-get update && apt-get install -y chromium chromium-driver`."
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!(
+                "--log-path={}",
+                dir.path().join("chromedriver.log").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        driver
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // `/shutdown` makes chromedriver close its browsers too; a kill would orphan them.
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(
+                b"GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            );
+            let _ = s.read(&mut [0u8; 256]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The browser session, with the waiting helpers a test of a live page needs.
+struct Browser {
+    client: Client,
+    base: String,
+    shots: Option<PathBuf>,
+    // Dropped last: it takes the browser down with it.
+    _driver: Chromedriver,
+}
+
+impl Browser {
+    async fn start(base: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("profile");
+        let driver = Chromedriver::start(dir);
+        // The network is closed and the test runs as root: no sandbox, no background
+        // fetches, a fresh profile, a laptop-sized window.
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1366,900",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("--user-data-dir={}", profile.display())])
+        .collect::<Vec<_>>();
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver.url())
+            .await
+            .expect("a Chromium session through chromedriver");
+        Self {
+            client,
+            base: base.to_owned(),
+            shots: std::env::var_os("HOOKHUB_SCREENSHOTS").map(PathBuf::from),
+            _driver: driver,
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{}", self.base, path))
+            .await
+            .unwrap();
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let input = self.find(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn value(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    async fn js(&self, expr: &str) -> Value {
+        self.client
+            .execute(&format!("return ({expr});"), vec![])
+            .await
+            .unwrap()
+    }
+
+    /// Waits until a JavaScript expression is truthy on the page.
+    async fn until(&self, what: &str, expr: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            // Not there yet is false, not an error: the page may be mid-render.
+            let probe = format!(
+                "(() => {{ try {{ return !!({expr}); }} catch (e) {{ return false; }} }})()"
+            );
+            if self.js(&probe).await == json!(true) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the page never showed {what}");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn shot(&self, name: &str) {
+        if let Some(dir) = &self.shots {
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("dash-{name}.png")), png).unwrap();
+        }
+    }
+
+    async fn sign_in(&self, token: &str) {
+        self.fill("#token", token).await;
+        self.click("#sign-in-submit").await;
+        self.find("#account:not([hidden])").await;
+    }
+
+    async fn sign_out(&self) {
+        self.click("#sign-out").await;
+        self.find("#sign-in-form").await;
+    }
+
+    async fn close(self) {
+        self.client.close().await.unwrap();
+    }
+}
+
+// ---- Senders --------------------------------------------------------------------------
+
+/// Posts a GitHub-style delivery signed with `secret`, as GitHub would.
+async fn github_push(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> common::Resp {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let delivery = ulid::Ulid::new().to_string();
+    app.ingest(
+        webhook_id,
+        body.to_owned(),
+        &[
+            ("content-type", "application/json"),
+            ("x-github-event", "push"),
+            ("x-github-delivery", &delivery),
+            ("x-hub-signature-256", &signature),
+        ],
+    )
+    .await
+}
+
+fn css_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+// ---- The human path -------------------------------------------------------------------
+
+#[actix_web::test]
+async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
+    let app = spawn_app().await;
+    let b = Browser::start(&app.base).await;
+
+    // Signing in: a wrong token is refused in the page, the owner token lets one in.
+    b.goto("/").await;
+    b.find("#sign-in-form").await;
+    b.shot("signin").await;
+    b.fill("#token", "hh_owner_not-a-real-token").await;
+    b.click("#sign-in-submit").await;
+    b.until(
+        "the sign-in error",
+        "document.querySelector('#sign-in-error').textContent.includes('not a valid owner token')",
+    )
+    .await;
+    b.sign_in(&app.owner_token).await;
+    assert_eq!(b.text("#account-name").await, "owner");
+    b.find("#agents-empty").await;
+
+    // An agent, and its token shown once.
+    b.fill("#agent-name", "triage-bot").await;
+    b.click("#create-agent").await;
+    let agent_token = b.value("#agent-token").await;
+    assert!(agent_token.starts_with("hh_agent_"), "{agent_token}");
+    assert!(b
+        .text("#agent-token-panel-warning")
+        .await
+        .contains("cannot be shown again"));
+    b.shot("agent-created").await;
+    let row = b.find("#agents-table tbody tr").await;
+    let agent_id = row.attr("data-agent-id").await.unwrap().unwrap();
+    assert_eq!(b.text("#agents-table .agent-link").await, "triage-bot");
+    assert_eq!(b.text("#agents-table .backlog").await, "0");
+    assert!(b.text("#agents-table tbody tr").await.contains("offline"));
+
+    // The token the page showed is the agent's: it connects with it, and shows online.
+    let mut socket = app.connect(&agent_token).await;
+    b.client.refresh().await.unwrap();
+    b.until(
+        "the agent online",
+        "document.querySelector('#agents-table .badge.online')",
+    )
+    .await;
+    assert!(
+        !b.client.source().await.unwrap().contains(&agent_token),
+        "the agent token is shown only once"
+    );
+    b.shot("agents").await;
+
+    // A webhook: URL and signing secret shown once, with the provider's setup steps.
+    b.click("#agents-table .agent-link").await;
+    b.find("#webhooks-empty").await;
+    b.fill("#webhook-name", "GitHub pushes").await;
+    b.find("#webhook-provider")
+        .await
+        .select_by_value("github")
+        .await
+        .unwrap();
+    b.click("#create-webhook").await;
+    let secret = b.value("#signing-secret").await;
+    let url = b.value("#webhook-url").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let webhook_id = url
+        .strip_prefix(&format!("{}/v1/hooks/", app.base))
+        .unwrap_or_else(|| panic!("unexpected URL {url}"))
+        .to_owned();
+    assert!(webhook_id.starts_with("whk_"));
+    assert!(b
+        .text("#secret-panel-warning")
+        .await
+        .contains("will not be shown again"));
+    assert!(b
+        .find("#signing-secret-copy")
+        .await
+        .is_displayed()
+        .await
+        .unwrap());
+    let steps = b.text("#setup-steps").await;
+    assert!(
+        steps.contains("Payload URL") && steps.contains("Secret"),
+        "{steps}"
+    );
+    b.shot("webhook-created").await;
+
+    // Gone after a reload.
+    b.client.refresh().await.unwrap();
+    b.find(&format!("tr[data-webhook-id={}]", css_str(&webhook_id)))
+        .await;
+    assert!(
+        !b.client.source().await.unwrap().contains(&secret),
+        "the signing secret is shown only once"
+    );
+    assert!(b
+        .js("document.querySelector('#secret-panel')")
+        .await
+        .is_null());
+    b.shot("agent").await;
+
+    // Activity: a delivery appears live, without a reload, and turns acked live too.
+    b.click(".webhook-link").await;
+    b.find("#deliveries-empty").await;
+    b.until(
+        "the live indicator",
+        "document.querySelector('#live').textContent === 'Live'",
+    )
+    .await;
+    let payload = r#"{"ref":"refs/heads/main","note":"<img src=x onerror=alert(1)>"}"#;
+    let r = github_push(&app, &webhook_id, &secret, payload).await;
+    assert_eq!(r.status, 202, "{:?}", r.json);
+    let delivery_id = r.json["deliveryId"].as_str().unwrap().to_owned();
+    let row_css = format!("tr[data-delivery-id={}]", css_str(&delivery_id));
+    b.find(&row_css).await;
+    let frame = socket.next_delivery(10).await;
+    assert_eq!(frame["deliveryId"], delivery_id.as_str());
+    socket.ack(&delivery_id).await;
+    b.until(
+        "the delivery acked",
+        &format!("document.querySelector('{row_css}[data-status=\"acked\"]')"),
+    )
+    .await;
+    let row_text = b.text(&row_css).await;
+    assert!(row_text.contains("acked"), "{row_text}");
+    assert!(
+        row_text.contains(&format!("{} B", payload.len())),
+        "{row_text}"
+    );
+    b.shot("activity").await;
+
+    // Its headers and body, on demand, shown as text.
+    b.click(&row_css).await;
+    b.find("#delivery-detail").await;
+    let headers = b.text("#detail-headers").await;
+    assert!(headers.contains("x-github-event"), "{headers}");
+    let body = b.text("#detail-body").await;
+    assert!(body.contains("<img src=x onerror=alert(1)>"), "{body}");
+    assert!(b
+        .js("document.querySelector('#detail-body img')")
+        .await
+        .is_null());
+    b.shot("delivery").await;
+
+    // Redeliver: the agent gets it again.
+    b.click("#redeliver").await;
+    b.until(
+        "the redeliver confirmation",
+        "document.querySelector('#redeliver-result').textContent.includes('Queued')",
+    )
+    .await;
+    let again = socket.next_delivery(10).await;
+    assert_eq!(again["deliveryId"], delivery_id.as_str());
+    socket.ack(&delivery_id).await;
+    // The open detail follows the delivery live.
+    b.find(r#"#delivery-detail[data-status="acked"][data-attempts="2"]"#)
+        .await;
+    assert!(b.text("#redeliver-result").await.contains("Queued"));
+
+    // Filtering by status.
+    b.find("#status-filter")
+        .await
+        .select_by_value("expired")
+        .await
+        .unwrap();
+    b.until(
+        "the filtered empty state",
+        "document.querySelector('#deliveries-empty h2').textContent === 'No expired deliveries'",
+    )
+    .await;
+    b.find("#status-filter")
+        .await
+        .select_by_value("acked")
+        .await
+        .unwrap();
+    b.find(&format!("{row_css}[data-status=\"acked\"]")).await;
+    b.find("#status-filter")
+        .await
+        .select_by_value("")
+        .await
+        .unwrap();
+
+    // Rotate: a new secret, shown once, that the hub accepts.
+    b.click("#rotate").await;
+    b.click("#confirm-ok").await;
+    let rotated = b.value("#rotated-secret").await;
+    assert!(rotated.starts_with("whsec_") && rotated != secret);
+    b.shot("rotated").await;
+    assert!(b
+        .text("#rotated-panel-warning")
+        .await
+        .contains("will not be shown again"));
+    let r = github_push(&app, &webhook_id, &rotated, r#"{"after":"rotation"}"#).await;
+    assert_eq!(r.status, 202, "{:?}", r.json);
+    let second = r.json["deliveryId"].as_str().unwrap().to_owned();
+    b.find(&format!("tr[data-delivery-id={}]", css_str(&second)))
+        .await;
+    let frame = socket.next_delivery(10).await;
+    assert_eq!(frame["deliveryId"], second.as_str());
+    socket.ack(&second).await;
+
+    // Deactivate, after a confirmation that can be declined.
+    b.click("#deactivate").await;
+    b.click("#confirm-cancel").await;
+    assert!(b.find("#deactivate").await.is_displayed().await.unwrap());
+    b.click("#deactivate").await;
+    assert!(b.text("#confirm-dialog").await.contains("GitHub pushes"));
+    b.click("#confirm-ok").await;
+    b.find("#webhook-head .badge.inactive").await;
+    b.shot("deactivated").await;
+    let r = github_push(&app, &webhook_id, &rotated, r#"{"after":"deactivation"}"#).await;
+    assert_eq!(r.status, 404, "{:?}", r.json);
+
+    // A Stripe webhook takes the secret Stripe issued.
+    b.click(&format!(".crumbs a[href=\"#/agents/{agent_id}\"]"))
+        .await;
+    b.fill("#webhook-name", "Stripe payments").await;
+    b.find("#webhook-provider")
+        .await
+        .select_by_value("stripe")
+        .await
+        .unwrap();
+    b.click("#create-webhook").await;
+    assert!(b.text("#setup-steps").await.contains("Provider secret"));
+    b.click("#open-created").await;
+    b.fill("#provider-secret", "whsec_from_stripe_dashboard")
+        .await;
+    b.click("#save-provider-secret").await;
+    b.until(
+        "the provider secret saved",
+        "document.querySelector('#notice').textContent.includes('secret saved')",
+    )
+    .await;
+
+    // Names and payloads are strangers' text: shown as text, never run.
+    b.click(&format!(".crumbs a[href=\"#/agents/{agent_id}\"]"))
+        .await;
+    let hostile = "<script>alert(1)</script>";
+    b.fill("#webhook-name", hostile).await;
+    b.click("#create-webhook").await;
+    b.find("#secret-panel").await;
+    b.until(
+        "the hostile name as a link",
+        &format!(
+            "[...document.querySelectorAll('.webhook-link')].some(a => a.textContent === {})",
+            css_str(hostile)
+        ),
+    )
+    .await;
+    assert_eq!(
+        b.js("document.querySelectorAll('script').length").await,
+        json!(1)
+    );
+    assert!(
+        b.client.get_alert_text().await.is_err(),
+        "no alert may have opened"
+    );
+    b.shot("webhooks").await;
+
+    // Signing out ends the session; the pages ask to sign in again.
+    b.sign_out().await;
+    b.goto(&format!("/#/agents/{agent_id}")).await;
+    b.find("#sign-in-form").await;
+
+    // A second owner sees none of the first owner's agents, even by their address (the
+    // page still asks for the first owner's agent when they sign in).
+    let second_token = create_owner(app.data_dir.path(), "second owner");
+    b.sign_in(&second_token).await;
+    assert_eq!(b.text("#account-name").await, "second owner");
+    b.find("#not-found").await;
+    b.goto("/#/").await;
+    b.find("#agents-empty").await;
+    b.shot("second-owner").await;
+    b.goto(&format!("/#/agents/{agent_id}/webhooks/{webhook_id}"))
+        .await;
+    b.find("#not-found").await;
+    assert!(!b.client.source().await.unwrap().contains("triage-bot"));
+
+    b.close().await;
+}
+
+/// A second owner account, made the way an operator makes one: with the CLI.
+fn create_owner(data_dir: &Path, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+        .args(["account", "create", "--name", name, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("hookhub account create runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    created["token"].as_str().unwrap().to_owned()
+}
