@@ -526,3 +526,58 @@ async fn unknown_routes_and_health() {
     let r = app.request("GET", "/healthz", None, None).await;
     assert_eq!(r.status, 200);
 }
+
+/// Every token and secret that crosses the API, with the most verbose logs on: none of them
+/// may appear in what the hub writes to its log.
+#[actix_web::test]
+async fn logs_never_contain_tokens_or_secrets() {
+    use common::process::{free_port, HubProcess};
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("hub.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let mut hub = HubProcess::start_with(data.path(), port, &[], log.into(), "trace");
+    let owner = hub.owner_token.clone().unwrap();
+    let client = common::HubClient::new(port, &owner);
+    let (agent, agent_token) = client.create_agent("bot").await;
+    let wh = client.create_webhook(&owner, &agent, "pay", "stripe").await;
+    let wid = wh["webhookId"].as_str().unwrap();
+    let rotated = client
+        .post(
+            &format!("/v1/agents/{agent}/webhooks/{wid}/rotate"),
+            &agent_token,
+            json!({}),
+        )
+        .await;
+    let provider_secret = "whsec_provider_issued_0123456789";
+    client
+        .request(
+            "PUT",
+            &format!("/v1/agents/{agent}/webhooks/{wid}/provider-secret"),
+            Some(&owner),
+            Some(json!({"secret": provider_secret})),
+        )
+        .await;
+    // A rejected post, and a bad token.
+    client
+        .ingest(wid, "{}", &[("stripe-signature", "t=1,v1=00")])
+        .await;
+    client
+        .get("/v1/agents", "hh_owner_not_a_real_token_at_all")
+        .await;
+    assert!(hub.terminate());
+
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logged.contains(wid), "the log was written at trace level");
+    for secret in [
+        owner.as_str(),
+        agent_token.as_str(),
+        wh["signingSecret"].as_str().unwrap(),
+        rotated.json["signingSecret"].as_str().unwrap(),
+        provider_secret,
+        "hh_owner_not_a_real_token_at_all",
+    ] {
+        let material = &secret[secret.len() - 16..];
+        assert!(!logged.contains(material), "a secret reached the log");
+    }
+}

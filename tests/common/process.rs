@@ -27,7 +27,24 @@ pub fn free_port() -> u16 {
 impl HubProcess {
     /// Starts `hookhub serve` and waits until it listens.
     pub fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Self {
+        let stderr = if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Self::start_with(data_dir, port, extra, stderr, "info")
+    }
+
+    /// Starts `hookhub serve` with its logs (at `log_filter`) going to `stderr`.
+    pub fn start_with(
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        stderr: Stdio,
+        log_filter: &str,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+            .env("RUST_LOG", log_filter)
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -35,11 +52,7 @@ impl HubProcess {
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .spawn()
             .expect("hookhub starts");
         let stdout = child.stdout.take().unwrap();
