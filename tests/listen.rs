@@ -19,9 +19,12 @@ use actix_web::{
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
-use common::{spawn_app, TestApp};
+use common::{
+    process::{free_port, HubProcess},
+    spawn_app, HubClient,
+};
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
@@ -266,7 +269,7 @@ async fn post(
     json["deliveryId"].as_str().unwrap().to_owned()
 }
 
-async fn post_generic(app: &TestApp, webhook: &Value, body: &[u8]) -> String {
+async fn post_generic(app: &HubClient, webhook: &Value, body: &[u8]) -> String {
     let secret = webhook["signingSecret"].as_str().unwrap();
     let url = webhook["url"].as_str().unwrap();
     post(&app.client, url, body, &generic_headers(secret, body)).await
@@ -310,7 +313,7 @@ async fn wait_status(
     panic!("{delivery_id} never became {status}; last seen {last}");
 }
 
-async fn activity(app: &TestApp, token: &str, webhook_id: &str, delivery_id: &str) -> Value {
+async fn activity(app: &HubClient, token: &str, webhook_id: &str, delivery_id: &str) -> Value {
     let page = app
         .get(
             &format!("/v1/agents/me/webhooks/{webhook_id}/deliveries?limit=500"),
@@ -542,79 +545,21 @@ async fn without_forward_to_deliveries_are_json_lines_acked_once_written() {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// A hub as a child process, so that it can be killed and started again on the same port
-// and data directory.
-
-struct HubProc {
-    proc: Proc,
-    base: String,
-}
-
-impl HubProc {
-    async fn start(port: u16, data_dir: &std::path::Path) -> (Self, Option<String>) {
-        let listen_addr = format!("127.0.0.1:{port}");
-        let mut proc = Proc::spawn(
-            &[
-                "serve",
-                "--listen",
-                &listen_addr,
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-            ],
-            &[],
-        );
-        let mut owner_token = None;
-        loop {
-            let line = proc.line(30).await;
-            if let Some(i) = line.find("hh_owner_") {
-                owner_token = Some(line[i..].trim().to_owned());
-            }
-            if line.contains("listening on") {
-                break;
-            }
-        }
-        (
-            Self {
-                proc,
-                base: format!("http://{listen_addr}"),
-            },
-            owner_token,
-        )
-    }
-}
-
 #[actix_web::test]
 async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
+    // A hub in a child process, so that it can be killed and started again on the same
+    // port and data directory.
     let data_dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
-    let (mut hub, owner) = HubProc::start(port, data_dir.path()).await;
-    let owner = owner.expect("a first start prints the owner token");
-    let agent: Value = client
-        .post(format!("{}/v1/agents", hub.base))
-        .bearer_auth(&owner)
-        .send_json(&json!({ "name": "dev" }))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = agent["token"].as_str().unwrap().to_owned();
-    let webhook: Value = client
-        .post(format!("{}/v1/agents/me/webhooks", hub.base))
-        .bearer_auth(&token)
-        .send_json(&json!({ "name": "w" }))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let port = free_port();
+    let mut hub = HubProcess::start(data_dir.path(), port, &[]);
+    let owner = hub
+        .owner_token
+        .clone()
+        .expect("a first start prints the owner token");
+    let remote = HubClient::new(port, &owner);
+    let (_, token) = remote.create_agent("dev").await;
+    let webhook = remote.create_webhook(&token, "me", "w", "generic").await;
+    let client = &remote.client;
     let wid = webhook["webhookId"].as_str().unwrap().to_owned();
     let secret = webhook["signingSecret"].as_str().unwrap().to_owned();
     let url = webhook["url"].as_str().unwrap().to_owned();
@@ -627,11 +572,11 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     // The third delivery fails at the app for a while: it is in listen's hands, unacked,
     // when the hub goes down.
     let mut local = LocalApp::start(&[200, 200, 500, 500, 500]).await;
-    let _listen = listen(&hub.base, &token, &["--forward-to", &local.url]);
+    let _listen = listen(&remote.base, &token, &["--forward-to", &local.url]);
     let mut posted = Vec::new();
     for n in 0..3 {
         let (body, headers) = send(n);
-        posted.push(post(&client, &url, &body, &headers).await);
+        posted.push(post(client, &url, &body, &headers).await);
     }
     let mut accepted = Vec::new();
     let mut received = Vec::new();
@@ -646,12 +591,18 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     assert_eq!(received[2].status, 500);
 
     // Killed, not stopped: whatever it had not committed is gone with it.
-    hub.proc.kill();
-    let (hub, again) = HubProc::start(port, data_dir.path()).await;
-    assert!(again.is_none(), "the same data directory, not a new hub");
+    hub.kill9();
+    let again = HubProcess::start(data_dir.path(), port, &[]);
+    assert!(
+        again.owner_token.is_none(),
+        "the same data directory, not a new hub"
+    );
+    // A new client: the old one's pooled connections died with the hub.
+    let remote = HubClient::new(port, &owner);
+    let client = &remote.client;
     for n in 3..6 {
         let (body, headers) = send(n);
-        posted.push(post(&client, &url, &body, &headers).await);
+        posted.push(post(client, &url, &body, &headers).await);
     }
     while accepted.len() < posted.len() {
         let r = local.next(30).await;
@@ -667,7 +618,7 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     // Everything arrived, once, in the order it was sent.
     assert_eq!(accepted, posted);
     for id in &posted {
-        wait_status(&client, &hub.base, &token, &wid, id, "acked").await;
+        wait_status(client, &remote.base, &token, &wid, id, "acked").await;
     }
     // Nothing more comes: no delivery reaches the app twice.
     let extra = timeout(Duration::from_secs(2), local.seen.recv()).await;
