@@ -187,7 +187,10 @@ fn print_line(d: &Delivery, status: &str, latency: Duration, attempt: u32) {
     } else {
         String::new()
     };
-    println!(
+    use std::io::Write;
+    // Not println!: a closed stdout must not stop deliveries the app already has.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "{}  {}  {}  {}  {}ms  {}{}",
         clock::rfc3339(clock::now_ms()),
         d.webhook_id,

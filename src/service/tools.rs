@@ -6,6 +6,19 @@
 //!
 //! The agent is always `me`: a tool has no way to name another agent, and a webhook or
 //! delivery of anyone else is `not_found`, exactly as over HTTP.
+//!
+//! Arguments are the HTTP request's path parameters and body fields, camelCase:
+//!
+//! | tool | args | result (the HTTP body) |
+//! |---|---|---|
+//! | `create_webhook` | `name`, `provider?` | the webhook with `signingSecret` |
+//! | `list_webhooks` | — | `{webhooks}` |
+//! | `get_webhook` | `webhookId` | the webhook |
+//! | `rotate_webhook_secret` | `webhookId` | `{webhookId, signingSecret}` |
+//! | `set_provider_secret` | `webhookId`, `secret` | `{}` (HTTP: 204, no body) |
+//! | `delete_webhook` | `webhookId` | `{webhookId, active: false}` |
+//! | `list_deliveries` | `webhookId`, `limit?`, `before?`, `status?` | `{deliveries, nextCursor}` |
+//! | `redeliver` | `webhookId`, `deliveryId` | `{deliveryId, status: "queued"}` |
 
 use serde::Serialize;
 use serde_json::{json, Value};
