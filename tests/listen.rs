@@ -384,8 +384,8 @@ async fn forward_to_hands_a_github_event_to_the_app_signed_both_ways() {
 
     // GitHub sends a push, signed with the secret as GitHub does.
     let push = br#"{"ref":"refs/heads/main","commits":[{"id":"abc"}]}"#;
-    let gh_delivery = ulid::Ulid::new().to_string();
-    let headers = |body: &[u8]| {
+    // Each event has its own X-GitHub-Delivery; the hub drops a repeated one as a duplicate.
+    let headers = |body: &[u8], gh_delivery: &str| {
         vec![
             ("content-type".to_owned(), "application/json".to_owned()),
             (
@@ -393,14 +393,15 @@ async fn forward_to_hands_a_github_event_to_the_app_signed_both_ways() {
                 "GitHub-Hookshot/5a1b2c3".to_owned(),
             ),
             ("x-github-event".to_owned(), "push".to_owned()),
-            ("x-github-delivery".to_owned(), gh_delivery.clone()),
+            ("x-github-delivery".to_owned(), gh_delivery.to_owned()),
             (
                 "x-hub-signature-256".to_owned(),
                 github_signature(&secret, body),
             ),
         ]
     };
-    let first = post(&app.client, &url, push, &headers(push)).await;
+    let gh_delivery = ulid::Ulid::new().to_string();
+    let first = post(&app.client, &url, push, &headers(push, &gh_delivery)).await;
     let r = local.next(20).await;
     assert_eq!(r.path, "/webhook");
     assert_eq!(r.status, 200);
@@ -433,7 +434,13 @@ async fn forward_to_hands_a_github_event_to_the_app_signed_both_ways() {
 
     // A body that is not UTF-8 arrives byte for byte.
     let raw: Vec<u8> = vec![0xff, 0xfe, 0x00, 0x01, 0x80, b'{'];
-    let second = post(&app.client, &url, &raw, &headers(&raw)).await;
+    let second = post(
+        &app.client,
+        &url,
+        &raw,
+        &headers(&raw, &ulid::Ulid::new().to_string()),
+    )
+    .await;
     let r = local.next(20).await;
     assert_eq!(&r.body[..], &raw[..]);
     assert_eq!(r.header("webhook-id"), second);
