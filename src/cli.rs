@@ -1,4 +1,4 @@
-//! The command line: `serve`, `account create`, `agent create`.
+//! The command line: `serve`, `account create`, `agent create`, `listen`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     config::Config,
     ids::AccountId,
+    listen::{self, ListenArgs},
     service::{accounts, agents},
     startup::Application,
     store::Store,
@@ -37,6 +38,8 @@ enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// Forward an agent's deliveries to a local app, or print them as JSON lines.
+    Listen(Box<ListenArgs>),
 }
 
 #[derive(Subcommand)]
@@ -77,6 +80,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     data_dir,
                 },
         } => agent_create(&account, &name, &data_dir).await,
+        Command::Listen(args) => listen::run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,7 +115,7 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 /// SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `account create`, `agent create`).
+//! - [`cli`]: the command line (`serve`, `account create`, `agent create`, `listen`).
 //! - [`config`]: settings, every one a flag and a `HOOKHUB_*` environment variable.
 //! - [`startup`]: builds the application, binds the listener, runs until shutdown.
 //! - [`routes`]: HTTP handlers, one file per resource; thin, they call [`service`].
@@ -21,6 +21,8 @@
 //! - [`protocol`]: the JSON frames spoken on the agent socket.
 //! - [`providers`]: one module per provider's signature scheme and event names.
 //! - [`ratelimit`]: the per-webhook token buckets ingest checks before reading a body.
+//! - [`listen`]: `hookhub listen`, a client of a running hub that forwards an agent's
+//!   deliveries to a local app or prints them, acking each once it is handed over.
 //! - [`crypto`]: tokens, their hashes, and signing secrets sealed at rest.
 //! - [`ids`], [`clock`], [`error`]: typed prefixed ids, timestamps, the one error type.
 
@@ -32,6 +34,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod ids;
+pub mod listen;
 pub mod protocol;
 pub mod providers;
 pub mod ratelimit;

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{value::RawValue, Value};
 
-use crate::{clock::rfc3339, service::views::encode_body, store::PendingDelivery};
+use crate::{
+    clock::rfc3339, error::ErrorDetail, service::views::encode_body, store::PendingDelivery,
+};
 
 /// Agent → hub.
 #[derive(Debug, Deserialize)]
@@ -15,6 +17,8 @@ pub enum Inbound {
     },
     Call {
         id: String,
+        /// Missing is answered as a failed call (with the `id`), not as an unreadable frame.
+        #[serde(default)]
         tool: String,
         #[serde(default)]
         args: Value,
@@ -78,15 +82,13 @@ pub fn error_frame(code: &str, message: &str) -> String {
     serde_json::json!({"type": "error", "error": {"code": code, "message": message}}).to_string()
 }
 
-/// The answer to a `call`.
-pub fn result_frame(id: &str, outcome: Result<Value, (&str, String)>) -> String {
+/// The answer to a `call`: the tool's result, or the same error object HTTP would answer.
+pub fn result_frame(id: &str, outcome: Result<Value, ErrorDetail>) -> String {
     match outcome {
         Ok(result) => serde_json::json!({"type": "result", "id": id, "ok": true, "result": result})
             .to_string(),
-        Err((code, message)) => serde_json::json!({
-            "type": "result", "id": id, "ok": false,
-            "error": {"code": code, "message": message}
-        })
-        .to_string(),
+        Err(error) => {
+            serde_json::json!({"type": "result", "id": id, "ok": false, "error": error}).to_string()
+        }
     }
 }

@@ -55,6 +55,10 @@ pub enum FromSocket {
 #[rtype(result = "()")]
 pub struct SendText(pub String);
 
+/// Tool calls one socket may have running at once; more are refused until one finishes,
+/// so an agent that pipelines calls cannot grow the hub's memory without bound.
+pub const MAX_CALLS_IN_FLIGHT: usize = 16;
+
 struct InFlight {
     delivery: Arc<PendingDelivery>,
     attempt: i64,
@@ -81,6 +85,8 @@ pub struct AgentSession {
     /// Taken, not yet sent: at most about two windows.
     buffered: VecDeque<Arc<PendingDelivery>>,
     in_flight: HashMap<DeliveryId, InFlight>,
+    /// Tool calls running, at most [`MAX_CALLS_IN_FLIGHT`].
+    calls: usize,
     last_heard: Instant,
     last_ping: Instant,
 }
@@ -104,6 +110,7 @@ impl AgentSession {
             fetching: true,
             buffered: VecDeque::new(),
             in_flight: HashMap::new(),
+            calls: 0,
             last_heard: Instant::now(),
             last_ping: Instant::now(),
         }
@@ -258,6 +265,19 @@ impl AgentSession {
         args: serde_json::Value,
         ctx: &mut Context<Self>,
     ) {
+        if self.calls >= MAX_CALLS_IN_FLIGHT {
+            let refused = crate::error::ErrorDetail {
+                code: "rate_limited",
+                message: format!(
+                    "{MAX_CALLS_IN_FLIGHT} calls are already running; wait for a result before the next call"
+                ),
+                field: None,
+            };
+            let frame = protocol::result_frame(&id, Err(refused));
+            self.send_frame(Outbound::Text(frame), ctx);
+            return;
+        }
+        self.calls += 1;
         let hub = self.hub.clone();
         let caller = crate::auth::Caller::Agent(self.agent.clone());
         let me = ctx.address();
@@ -402,6 +422,7 @@ impl Handler<Close> for AgentSession {
 impl Handler<SendText> for AgentSession {
     type Result = ();
     fn handle(&mut self, msg: SendText, ctx: &mut Context<Self>) {
+        self.calls = self.calls.saturating_sub(1);
         self.send_frame(Outbound::Text(msg.0), ctx);
     }
 }
