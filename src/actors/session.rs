@@ -50,10 +50,11 @@ pub enum FromSocket {
     Ended,
 }
 
-/// Session → itself: the answer to a tool call, to be written in order with the rest.
+/// Session → itself: a finished tool call's `result` frame, to be written in order with
+/// the rest and to free its slot among the calls in flight.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SendText(pub String);
+pub struct CallResult(pub String);
 
 /// Tool calls one socket may have running at once; more are refused until one finishes,
 /// so an agent that pipelines calls cannot grow the hub's memory without bound.
@@ -284,7 +285,7 @@ impl AgentSession {
         actix::spawn(async move {
             let outcome = crate::service::tools::call(&hub, &caller, &tool, args).await;
             let frame = protocol::result_frame(&id, outcome);
-            let _ = me.send(SendText(frame)).await;
+            let _ = me.send(CallResult(frame)).await;
         });
     }
 
@@ -419,9 +420,9 @@ impl Handler<Close> for AgentSession {
     }
 }
 
-impl Handler<SendText> for AgentSession {
+impl Handler<CallResult> for AgentSession {
     type Result = ();
-    fn handle(&mut self, msg: SendText, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: CallResult, ctx: &mut Context<Self>) {
         self.calls = self.calls.saturating_sub(1);
         self.send_frame(Outbound::Text(msg.0), ctx);
     }
