@@ -12,6 +12,9 @@ pub enum ApiError {
     /// session's CSRF token: possibly forged by another site, so it is not the owner's.
     #[error("missing or invalid X-CSRF-Token header for this dashboard session")]
     CsrfRejected,
+    /// A valid agent token where only an owner's will do (managing agents).
+    #[error("this needs an owner token; an agent token manages only its own webhooks")]
+    OwnerOnly,
     /// Also what a caller gets for something that exists but is not theirs.
     #[error("not found")]
     NotFound,
@@ -51,7 +54,7 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthorized | Self::CsrfRejected => "unauthorized",
+            Self::Unauthorized | Self::CsrfRejected | Self::OwnerOnly => "unauthorized",
             Self::NotFound => "not_found",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Conflict(_) => "conflict",
@@ -103,9 +106,10 @@ pub struct ErrorDetail {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Unauthorized | Self::CsrfRejected | Self::InvalidSignature(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::Unauthorized
+            | Self::CsrfRejected
+            | Self::OwnerOnly
+            | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,

@@ -67,7 +67,12 @@ async fn agents_are_created_and_listed_by_their_owner() {
 
     // An agent manages webhooks, not agents.
     let agent_token = r.json["token"].as_str().unwrap();
-    assert_eq!(app.get("/v1/agents", agent_token).await.status, 401);
+    let refused = app.get("/v1/agents", agent_token).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("owner token"));
     let other = second_owner(&app);
     let theirs = app.get("/v1/agents", &other).await;
     assert_eq!(theirs.json["agents"], json!([]));
@@ -167,10 +172,15 @@ async fn provider_secret_is_for_stripe_and_slack() {
     let stripe = app
         .create_webhook(&app.owner_token, &agent, "pay", "stripe")
         .await;
-    let path = format!(
-        "/v1/agents/{agent}/webhooks/{}/provider-secret",
+    let webhook_path = format!(
+        "/v1/agents/{agent}/webhooks/{}",
         stripe["webhookId"].as_str().unwrap()
     );
+    assert_eq!(
+        app.get(&webhook_path, &app.owner_token).await.json["providerSecretSet"],
+        false
+    );
+    let path = format!("{webhook_path}/provider-secret");
     let r = app
         .request(
             "PUT",
@@ -181,10 +191,24 @@ async fn provider_secret_is_for_stripe_and_slack() {
         .await;
     assert_eq!(r.status, 204);
     assert!(r.raw.is_empty());
+    // Whether it is set shows; the secret never does.
+    let got = app.get(&webhook_path, &app.owner_token).await;
+    assert_eq!(got.json["providerSecretSet"], true);
+    assert!(!String::from_utf8_lossy(&got.raw).contains("whsec_from_stripe"));
 
     let gh = app
         .create_webhook(&app.owner_token, &agent, "gh", "github")
         .await;
+    let listed = app
+        .get(&format!("/v1/agents/{agent}/webhooks"), &app.owner_token)
+        .await;
+    let gh_listed = listed.json["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["webhookId"] == gh["webhookId"])
+        .unwrap();
+    assert!(gh_listed.get("providerSecretSet").is_none());
     let path = format!(
         "/v1/agents/{agent}/webhooks/{}/provider-secret",
         gh["webhookId"].as_str().unwrap()

@@ -483,6 +483,10 @@ async fn redeliver_queues_an_acked_delivery_again() {
         .await;
     assert_eq!(r.status, 202);
     assert_eq!(r.json["deliveryId"], id.as_str());
+    // The first ack's time stays in the record while it is queued again.
+    let detail = app.get(&format!("{base}/{id}"), &app.owner_token).await;
+    assert!(["queued", "sent"].contains(&detail.json["status"].as_str().unwrap()));
+    assert!(detail.json["ackedAt"].is_string());
     let again = sock.next_delivery(5).await;
     assert_eq!(again["deliveryId"], id.as_str());
     assert_eq!(again["attempt"], 2);

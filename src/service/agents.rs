@@ -21,7 +21,7 @@ fn owner_only(caller: &Caller) -> Result<&AccountId, ApiError> {
     match caller {
         Caller::Owner(account_id) => Ok(account_id),
         // Agents manage their webhooks, not their siblings.
-        Caller::Agent(_) => Err(ApiError::Unauthorized),
+        Caller::Agent(_) => Err(ApiError::OwnerOnly),
     }
 }
 

@@ -76,6 +76,9 @@ pub struct WebhookView {
     pub provider: &'static str,
     pub active: bool,
     pub created_by: String,
+    /// Stripe and Slack only: whether their secret is set, so inbound requests verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_secret_set: Option<bool>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -90,6 +93,10 @@ impl WebhookView {
             provider: w.provider.as_str(),
             active: w.active,
             created_by: w.created_by.clone(),
+            provider_secret_set: w
+                .provider
+                .uses_provider_secret()
+                .then_some(w.provider_secret_set),
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
         }

@@ -370,13 +370,11 @@ pub async fn requeue(
     if matches!(was, DeliveryStatus::Rejected | DeliveryStatus::Duplicate) {
         return Ok(None);
     }
-    sqlx::query(
-        "UPDATE deliveries SET status = 'queued', queue_seq = ?, acked_at = NULL WHERE id = ?",
-    )
-    .bind(queue_seq)
-    .bind(id.as_str())
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("UPDATE deliveries SET status = 'queued', queue_seq = ? WHERE id = ?")
+        .bind(queue_seq)
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await?;
     let row = sqlx::query(&format!("{PENDING_SELECT} WHERE d.id = ?"))
         .bind(id.as_str())
         .fetch_one(&mut *conn)

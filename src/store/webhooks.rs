@@ -16,6 +16,8 @@ pub struct Webhook {
     pub provider: Provider,
     pub active: bool,
     pub created_by: String,
+    /// Whether the owner has set the secret Stripe or Slack issued (never the secret).
+    pub provider_secret_set: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -39,7 +41,8 @@ pub struct IngestWebhook {
 }
 
 const WEBHOOK_COLUMNS: &str =
-    "id, agent_id, name, provider, active, created_by, created_at, updated_at";
+    "id, agent_id, name, provider, active, created_by, created_at, updated_at,
+    provider_secret IS NOT NULL AS provider_secret_set";
 
 fn webhook_from_row(r: &SqliteRow) -> Webhook {
     let provider: String = r.get("provider");
@@ -51,6 +54,7 @@ fn webhook_from_row(r: &SqliteRow) -> Webhook {
         provider: Provider::parse(&provider).unwrap_or(Provider::Generic),
         active: r.get::<i64, _>("active") != 0,
         created_by: r.get("created_by"),
+        provider_secret_set: r.get::<i64, _>("provider_secret_set") != 0,
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
     }
