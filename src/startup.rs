@@ -16,7 +16,7 @@ use crate::{
     ratelimit::RateLimiter,
     routes,
     service::{accounts, views::CreatedAccount, Hub},
-    store::Store,
+    store::{deliveries::RETENTION_STEP, Store},
     writer::DeliveryWriter,
 };
 
@@ -155,10 +155,25 @@ fn spawn_retention(hub: Hub) {
         let mut interval = actix_web::rt::time::interval(every);
         loop {
             interval.tick().await;
-            match hub.writer.apply_retention(hub.config.retention).await {
-                Ok((0, 0)) => {}
-                Ok((expired, pruned)) => tracing::info!(expired, pruned, "retention applied"),
-                Err(e) => tracing::error!(error = %e, "retention failed"),
+            let (mut expired, mut pruned) = (0, 0);
+            // Step by step until a step finds less than a full step's work.
+            loop {
+                match hub.writer.apply_retention(hub.config.retention).await {
+                    Ok((e, p)) => {
+                        expired += e;
+                        pruned += p;
+                        if e < RETENTION_STEP && p < RETENTION_STEP {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "retention failed");
+                        break;
+                    }
+                }
+            }
+            if expired + pruned > 0 {
+                tracing::info!(expired, pruned, "retention applied");
             }
         }
     });
