@@ -14,28 +14,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::Backoff;
-use crate::clock;
+use crate::{clock, routes::ingest::HOP_BY_HOP};
 
 /// How long one request to the app may take before it counts as failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Headers that describe the hop from the provider to the hub, not the event: the client
-/// sets its own `host` and `content-length`, and hop-by-hop headers (RFC 9110 §7.6.1)
-/// never travel further. `expect` would make the app wait for a continue.
-const NOT_FORWARDED: [&str; 12] = [
-    "host",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
-];
+/// Headers that describe the hop from the provider to the hub, not the event: besides the
+/// hop-by-hop ones ingest never stores, the client sets its own `host` and
+/// `content-length`, and `expect` would make the app wait for a continue.
+const NOT_FORWARDED: [&str; 3] = ["host", "content-length", "expect"];
 
 /// The hub's Standard Webhooks headers. A generic provider sends headers of these names
 /// too, signed when the event was received; the hub's are signed when the delivery is
@@ -79,6 +66,7 @@ impl Delivery {
         for (name, value) in &self.headers {
             let lower = name.to_ascii_lowercase();
             if NOT_FORWARDED.contains(&lower.as_str())
+                || HOP_BY_HOP.contains(&lower.as_str())
                 || (signed.is_some() && SIGNATURE_HEADERS.contains(&lower.as_str()))
             {
                 continue;
