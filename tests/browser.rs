@@ -224,6 +224,62 @@ impl Browser {
         }
     }
 
+    /// Sizes the window so the page itself (not the browser's frame) is `width`×`height`.
+    async fn viewport(&self, width: u32, height: u32) {
+        self.client.set_window_size(width, height).await.unwrap();
+        let inner = self.js("[window.innerWidth, window.innerHeight]").await;
+        let frame_w = width - inner[0].as_u64().unwrap() as u32;
+        let frame_h = height - inner[1].as_u64().unwrap() as u32;
+        self.client
+            .set_window_size(width + frame_w, height + frame_h)
+            .await
+            .unwrap();
+        self.until(
+            "the new window size",
+            &format!("window.innerWidth === {width} && window.innerHeight === {height}"),
+        )
+        .await;
+    }
+
+    /// Whether every header cell of a table is within its card, that is, every column is
+    /// in view without scrolling.
+    async fn all_columns_in_view(&self, table_css: &str) -> bool {
+        self.js(&format!(
+            "(() => {{
+                const t = document.querySelector({sel});
+                const card = t.closest('.card').getBoundingClientRect();
+                return [...t.querySelectorAll('thead th')].every((th) => {{
+                    const r = th.getBoundingClientRect();
+                    return r.width > 0 && r.left >= card.left - 1 && r.right <= card.right + 1;
+                }});
+            }})()",
+            sel = css_str(table_css)
+        ))
+        .await
+            == json!(true)
+    }
+
+    /// Whether an element shows only part of its text on one line (the rest elided).
+    async fn truncated(&self, css: &str) -> bool {
+        self.js(&format!(
+            "(() => {{ const e = document.querySelector({}); return e.scrollWidth > e.clientWidth && e.getClientRects().length === 1; }})()",
+            css_str(css)
+        ))
+        .await
+            == json!(true)
+    }
+
+    /// The tallest row of a table, in CSS pixels.
+    async fn tallest_row(&self, table_css: &str) -> f64 {
+        self.js(&format!(
+            "Math.max(...[...document.querySelectorAll({sel})].map((tr) => tr.getBoundingClientRect().height))",
+            sel = css_str(&format!("{table_css} tbody tr"))
+        ))
+        .await
+        .as_f64()
+        .unwrap()
+    }
+
     async fn sign_in(&self, token: &str) {
         self.fill("#token", token).await;
         self.click("#sign-in-submit").await;
@@ -542,6 +598,54 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
         .await;
     b.find("#not-found").await;
     assert!(!b.client.source().await.unwrap().contains("triage-bot"));
+
+    b.close().await;
+}
+
+// ---- Laptop layout --------------------------------------------------------------------
+
+/// A name as long as names may be (200 characters), with no place to break a line.
+fn longest_name(prefix: &str) -> String {
+    let mut name = prefix.to_owned();
+    while name.chars().count() < 200 {
+        name.push_str("-very-long-name");
+    }
+    name.chars().take(200).collect()
+}
+
+#[actix_web::test]
+async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop() {
+    let app = spawn_app().await;
+    let long_agent = longest_name("agent");
+    let long_webhook = longest_name("webhook");
+    let (agent_id, _agent_token) = app.create_agent(&long_agent).await;
+    app.create_agent("short-name").await;
+    app.create_webhook(&app.owner_token, &agent_id, &long_webhook, "stripe")
+        .await;
+    app.create_webhook(&app.owner_token, &agent_id, "orders", "generic")
+        .await;
+
+    let b = Browser::start(&app.base).await;
+    b.viewport(1366, 850).await;
+    b.goto("/").await;
+    b.sign_in(&app.owner_token).await;
+
+    // The agents page: the long name is cut to one line, every column stays in view.
+    let link = format!(".agent-link[title={}]", css_str(&long_agent));
+    b.find(&link).await;
+    b.shot("layout-agents").await;
+    assert!(b.all_columns_in_view("#agents-table").await);
+    assert!(b.tallest_row("#agents-table").await < 80.0);
+    assert!(b.truncated(&link).await);
+
+    // The agent's page: the same for a long webhook name.
+    b.click(&link).await;
+    let link = format!(".webhook-link[title={}]", css_str(&long_webhook));
+    b.find(&link).await;
+    b.shot("layout-agent").await;
+    assert!(b.all_columns_in_view("#webhooks-table").await);
+    assert!(b.tallest_row("#webhooks-table").await < 80.0);
+    assert!(b.truncated(&link).await);
 
     b.close().await;
 }

@@ -489,17 +489,18 @@
         h('h2', {}, 'No agents yet'),
         h('p', {}, 'Create one above. You will see its token once; the agent uses it to connect and receive its webhooks.'));
     }
-    return h('table', { id: 'agents-table', class: 'table' },
+    return h('div', { class: 'table-scroll' }, h('table', { id: 'agents-table', class: 'table' },
       h('thead', {}, h('tr', {},
         h('th', {}, 'Name'), h('th', {}, 'Status'), h('th', {}, 'Last seen'),
         h('th', { class: 'num' }, 'Backlog'), h('th', {}, 'Created'))),
       h('tbody', {}, agents.map((a) => h('tr', { dataset: { agentId: a.agentId } },
-        h('td', {}, h('a', { href: `#/agents/${enc(a.agentId)}`, class: 'agent-link strong' }, a.name),
+        h('td', {},
+          h('a', { href: `#/agents/${enc(a.agentId)}`, class: 'agent-link strong truncate cell-name', title: a.name }, a.name),
           h('div', { class: 'mono muted small' }, a.agentId)),
         h('td', {}, a.connected ? badge('online') : badge('offline')),
-        h('td', { title: fmtTime(a.lastSeenAt) }, a.connected ? 'now' : fmtAgo(a.lastSeenAt)),
+        h('td', { title: fmtTime(a.lastSeenAt), class: 'nowrap' }, a.connected ? 'now' : fmtAgo(a.lastSeenAt)),
         h('td', { class: 'num backlog' }, String(a.backlogDepth)),
-        h('td', {}, fmtTime(a.createdAt))))));
+        h('td', { class: 'nowrap' }, fmtTime(a.createdAt)))))));
   }
 
   async function findAgent(agentId) {
@@ -555,7 +556,7 @@
     replace(view,
       h('div', { class: 'page-head' },
         h('div', {},
-          h('h1', { id: 'agent-title' }, agent.name),
+          h('h1', { id: 'agent-title', class: 'title-clamp', title: agent.name }, agent.name),
           h('p', { class: 'muted' },
             agent.connected ? badge('online') : badge('offline'), ' ',
             agent.connected ? 'Connected now' : `Last seen ${fmtAgo(agent.lastSeenAt)}`,
@@ -574,18 +575,21 @@
         h('h2', {}, 'No webhooks yet'),
         h('p', {}, 'Create one above to get a URL to give GitHub, Stripe, Slack or any sender. Its events go to this agent.'));
     }
-    return h('table', { id: 'webhooks-table', class: 'table' },
+    return h('div', { class: 'table-scroll' }, h('table', { id: 'webhooks-table', class: 'table' },
       h('thead', {}, h('tr', {},
         h('th', {}, 'Name'), h('th', {}, 'Provider'), h('th', {}, 'URL'),
         h('th', {}, 'State'), h('th', {}, 'Created'))),
       h('tbody', {}, webhooks.map((w) => h('tr', { dataset: { webhookId: w.webhookId }, class: w.active ? '' : 'inactive' },
-        h('td', {}, h('a', { href: `#/agents/${enc(agentId)}/webhooks/${enc(w.webhookId)}`, class: 'webhook-link strong' }, w.name)),
-        h('td', {}, providerLabel(w.provider)),
-        h('td', { class: 'url-cell' },
+        h('td', {}, h('a', {
+          href: `#/agents/${enc(agentId)}/webhooks/${enc(w.webhookId)}`,
+          class: 'webhook-link strong truncate cell-name', title: w.name,
+        }, w.name)),
+        h('td', { class: 'nowrap' }, providerLabel(w.provider)),
+        h('td', {}, h('div', { class: 'cell-url' },
           h('code', { class: 'truncate', title: w.url }, w.url),
-          h('button', { type: 'button', class: 'secondary small', onclick: (ev) => copyText(w.url, ev.currentTarget) }, 'Copy')),
+          h('button', { type: 'button', class: 'secondary small', onclick: (ev) => copyText(w.url, ev.currentTarget) }, 'Copy'))),
         h('td', {}, w.active ? badge('active') : badge('inactive')),
-        h('td', {}, fmtTime(w.createdAt), h('div', { class: 'muted small' }, `by ${w.createdBy}`))))));
+        h('td', { class: 'nowrap' }, fmtTime(w.createdAt), h('div', { class: 'muted small' }, `by ${w.createdBy}`)))))));
   }
 
   // ---- A webhook and its activity -----------------------------------------------------
@@ -775,7 +779,7 @@
       replace(headSlot,
         h('div', { class: 'page-head' },
           h('div', {},
-            h('h1', { id: 'webhook-title' }, webhook.name),
+            h('h1', { id: 'webhook-title', class: 'title-clamp', title: webhook.name }, webhook.name),
             h('p', { class: 'muted' },
               webhook.active ? badge('active') : badge('inactive'), ' ',
               `${providerLabel(webhook.provider)} · created ${fmtTime(webhook.createdAt)} by ${webhook.createdBy} · `,
