@@ -618,12 +618,53 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
     let app = spawn_app().await;
     let long_agent = longest_name("agent");
     let long_webhook = longest_name("webhook");
-    let (agent_id, _agent_token) = app.create_agent(&long_agent).await;
+    let (agent_id, agent_token) = app.create_agent(&long_agent).await;
     app.create_agent("short-name").await;
-    app.create_webhook(&app.owner_token, &agent_id, &long_webhook, "stripe")
+    let webhook = app
+        .create_webhook(&app.owner_token, &agent_id, &long_webhook, "stripe")
         .await;
+    let webhook_id = webhook["webhookId"].as_str().unwrap().to_owned();
     app.create_webhook(&app.owner_token, &agent_id, "orders", "generic")
         .await;
+
+    // Activity: events delivered and acked, then one queued for the agent, now offline.
+    let stripe_event = |event: &str| {
+        let id = format!("evt_{}", ulid::Ulid::new());
+        json!({ "id": id, "object": "event", "type": event, "data": { "object": {} } }).to_string()
+    };
+    let mut socket = app.connect(&agent_token).await;
+    let events = [
+        "customer.subscription.updated",
+        "invoice.paid",
+        "payment_intent.succeeded",
+        "order.created",
+    ];
+    let mut opened = String::new();
+    for event in events {
+        let r = app
+            .ingest(
+                &webhook_id,
+                stripe_event(event),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.json);
+        let frame = socket.next_delivery(10).await;
+        let id = frame["deliveryId"].as_str().unwrap().to_owned();
+        socket.ack(&id).await;
+        if event == events[0] {
+            opened = id;
+        }
+    }
+    socket.close().await;
+    let r = app
+        .ingest(
+            &webhook_id,
+            stripe_event("charge.refunded"),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.json);
 
     let b = Browser::start(&app.base).await;
     b.viewport(1366, 850).await;
@@ -646,6 +687,31 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
     assert!(b.all_columns_in_view("#webhooks-table").await);
     assert!(b.tallest_row("#webhooks-table").await < 80.0);
     assert!(b.truncated(&link).await);
+
+    // The webhook's activity with a delivery's detail open: every column in view, and
+    // every event name whole on one line.
+    b.click(&link).await;
+    let row_css = format!("tr[data-delivery-id={}]", css_str(&opened));
+    b.click(&row_css).await;
+    b.find("#delivery-detail").await;
+    for (width, height) in [(1366, 850), (1280, 720)] {
+        b.viewport(width, height).await;
+        b.shot(&format!("layout-activity-{width}")).await;
+        assert!(
+            b.all_columns_in_view("#deliveries-table").await,
+            "at {width}×{height}"
+        );
+        assert_eq!(
+            b.js(
+                "[...document.querySelectorAll('#deliveries-table td.event > span')]
+                .filter((e) => e.getClientRects().length === 1 && e.scrollWidth <= e.clientWidth)
+                .length"
+            )
+            .await,
+            json!(events.len() + 1),
+            "at {width}×{height}"
+        );
+    }
 
     b.close().await;
 }

@@ -143,6 +143,19 @@
     return isNaN(d) ? iso : d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
   }
 
+  // A time in a list of recent ones: without the date when it is today.
+  function fmtRecent(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return iso;
+    const now = new Date();
+    if (d.toDateString() === now.toDateString()) {
+      return d.toLocaleTimeString(undefined, { timeStyle: 'medium' });
+    }
+    const opts = { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' };
+    if (d.getFullYear() !== now.getFullYear()) opts.year = 'numeric';
+    return d.toLocaleString(undefined, opts);
+  }
+
   function fmtAgo(iso) {
     if (!iso) return 'never';
     const secs = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
@@ -179,8 +192,22 @@
     return found ? found[1].replace(/ \(.*\)$/, '') : p;
   }
 
+  // Text that may break after `.`, `_`, `-` or `/` (an event or id in a narrow box)
+  // rather than anywhere; copying it still gives the text unchanged.
+  function breakable(text) {
+    return text.split(/(?<=[._\-/])/).flatMap((part, i) => (i ? [h('wbr'), part] : [part]));
+  }
+
   function badge(text, kind) {
     return h('span', { class: `badge ${kind || text}` }, text);
+  }
+
+  // Scrolls to an element that opened out of sight (a detail below a long table).
+  function reveal(el) {
+    const box = el.getBoundingClientRect();
+    if (box.top > window.innerHeight - 80 || box.bottom < 0) {
+      el.scrollIntoView({ block: 'start' });
+    }
   }
 
   // ---- Copying and one-time secrets ---------------------------------------------------
@@ -707,6 +734,7 @@
           clear(detailSlot);
           renderRows();
         }));
+        if (!(opts && opts.quiet)) reveal(detailSlot);
       } catch (err) {
         clear(detailSlot);
         if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
@@ -824,7 +852,7 @@
           ? 'Nothing with this status. Choose “All statuses” to see everything.'
           : 'Send a request to the URL above. Each one appears here the moment it arrives.'));
     }
-    return h('table', { id: 'deliveries-table', class: 'table clickable' },
+    return h('div', { class: 'table-scroll' }, h('table', { id: 'deliveries-table', class: 'table clickable activity-table' },
       h('thead', {}, h('tr', {},
         h('th', {}, 'Status'), h('th', {}, 'Event'), h('th', {}, 'Received'),
         h('th', { class: 'num' }, 'Size'), h('th', { class: 'num' }, 'Attempts'),
@@ -837,14 +865,16 @@
           onclick: () => onOpen(d.deliveryId),
           onkeydown: (ev) => { if (ev.key === 'Enter') onOpen(d.deliveryId); },
         },
-        h('td', {}, badge(d.status), d.verified ? null : h('span', { class: 'muted small', title: 'No provider secret was set to verify it' }, ' unverified')),
-        h('td', { class: 'event' }, d.event || h('span', { class: 'muted' }, '—')),
-        h('td', { title: d.receivedAt, class: 'nowrap' }, fmtTime(d.receivedAt)),
+        h('td', {}, badge(d.status), d.verified ? null : h('span', { class: 'muted small unverified', title: 'No provider secret was set to verify it' }, 'unverified')),
+        h('td', { class: 'event' }, d.event
+          ? h('span', { class: 'event-name truncate', title: d.event }, d.event)
+          : h('span', { class: 'muted' }, '—')),
+        h('td', { title: fmtTime(d.receivedAt) }, fmtRecent(d.receivedAt)),
         h('td', { class: 'num' }, fmtBytes(d.sizeBytes)),
         h('td', { class: 'num' }, String(d.attempts)),
         h('td', { class: 'num' }, latency(d)));
         return row;
-      })));
+      }))));
   }
 
   function deliveryDetail(d, base, note, onNote, onClose) {
@@ -881,9 +911,9 @@
         h('h2', {}, 'Delivery'),
         h('button', { type: 'button', class: 'secondary small', id: 'close-detail', onclick: onClose }, 'Close')),
       h('dl', { class: 'facts' },
-        h('dt', {}, 'Id'), h('dd', { class: 'mono' }, d.deliveryId),
+        h('dt', {}, 'Id'), h('dd', { class: 'mono' }, breakable(d.deliveryId)),
         h('dt', {}, 'Status'), h('dd', {}, badge(d.status), d.reason ? ` ${d.reason}` : null),
-        h('dt', {}, 'Event'), h('dd', {}, d.event || '—'),
+        h('dt', {}, 'Event'), h('dd', {}, d.event ? breakable(d.event) : '—'),
         h('dt', {}, 'Verified'), h('dd', {}, d.verified ? 'yes' : 'no'),
         h('dt', {}, 'Received'), h('dd', {}, fmtTime(d.receivedAt)),
         h('dt', {}, 'Sent'), h('dd', {}, fmtTime(d.sentAt)),
