@@ -546,12 +546,27 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
     b.click("#create-webhook").await;
     assert!(b.text("#setup-steps").await.contains("Provider secret"));
     b.click("#open-created").await;
+    assert!(b
+        .text("#provider-secret-state")
+        .await
+        .starts_with("Not set — deliveries are accepted unverified"));
     b.fill("#provider-secret", "whsec_from_stripe_dashboard")
         .await;
     b.click("#save-provider-secret").await;
     b.until(
         "the provider secret saved",
         "document.querySelector('#notice').textContent.includes('secret saved')",
+    )
+    .await;
+    // Said at once, and still so when the page is loaded again.
+    assert_eq!(
+        b.text("#provider-secret-state").await,
+        "Set — inbound requests are verified."
+    );
+    b.client.refresh().await.unwrap();
+    b.until(
+        "the provider secret still set",
+        "document.querySelector('#provider-secret-state').textContent.startsWith('Set')",
     )
     .await;
 

@@ -786,12 +786,23 @@
         h('label', { for: 'provider-secret' }, 'Provider secret'),
         input,
         h('button', { type: 'submit', id: 'save-provider-secret' }, 'Save'));
+      const secretState = h('p', { id: 'provider-secret-state', role: 'status' });
+      function renderSecretState() {
+        secretState.hidden = typeof webhook.providerSecretSet !== 'boolean';
+        secretState.className = webhook.providerSecretSet ? 'secret-state set' : 'secret-state unset';
+        secretState.textContent = webhook.providerSecretSet
+          ? 'Set — inbound requests are verified.'
+          : 'Not set — deliveries are accepted unverified until you set it.';
+      }
+      renderSecretState();
       form.addEventListener('submit', async (ev) => {
         ev.preventDefault();
         clearMessages();
         try {
           await api('PUT', `${base}/provider-secret`, { secret: input.value });
           input.value = '';
+          webhook.providerSecretSet = true;
+          renderSecretState();
           showNotice(`${providerLabel(webhook.provider)} secret saved. Deliveries are verified with it from now on.`);
         } catch (err) {
           if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
@@ -799,6 +810,7 @@
       });
       return h('div', {},
         form,
+        secretState,
         h('p', { class: 'hint' }, `The secret ${providerLabel(webhook.provider)} issued for this endpoint. It is stored encrypted and never shown again.`));
     }
 
