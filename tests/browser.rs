@@ -698,6 +698,8 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
     b.click(&link).await;
     let link = format!(".webhook-link[title={}]", css_str(&long_webhook));
     b.find(&link).await;
+    // The agent is offline: its backlog is queued, not waiting for an ack.
+    assert_eq!(b.text("#agent-backlog").await, "1 delivery pending");
     b.shot("layout-agent").await;
     assert!(b.all_columns_in_view("#webhooks-table").await);
     assert!(b.tallest_row("#webhooks-table").await < 80.0);

@@ -14,6 +14,8 @@
   ];
   const AGENTS_REFRESH_MS = 5000;
   const BODY_SHOWN = 200000;
+  // An agent's backlog counts both: true of an offline agent and of a slow one.
+  const BACKLOG_MEANS = 'Deliveries queued for the agent, or sent to it and not yet acknowledged';
 
   const state = {
     session: null,
@@ -185,6 +187,11 @@
     if (!d.ackedAt) return '—';
     const ms = new Date(d.ackedAt) - new Date(d.receivedAt);
     return ms >= 0 ? fmtDuration(ms) : '—';
+  }
+
+  function pending(n) {
+    if (n === 0) return 'nothing pending';
+    return n === 1 ? '1 delivery pending' : `${n} deliveries pending`;
   }
 
   function providerLabel(p) {
@@ -519,7 +526,7 @@
     return h('div', { class: 'table-scroll' }, h('table', { id: 'agents-table', class: 'table' },
       h('thead', {}, h('tr', {},
         h('th', {}, 'Name'), h('th', {}, 'Status'), h('th', {}, 'Last seen'),
-        h('th', { class: 'num' }, 'Backlog'), h('th', {}, 'Created'))),
+        h('th', { class: 'num', title: BACKLOG_MEANS }, 'Backlog'), h('th', {}, 'Created'))),
       h('tbody', {}, agents.map((a) => h('tr', { dataset: { agentId: a.agentId } },
         h('td', {},
           h('a', { href: `#/agents/${enc(a.agentId)}`, class: 'agent-link strong truncate cell-name', title: a.name }, a.name),
@@ -587,7 +594,9 @@
           h('p', { class: 'muted' },
             agent.connected ? badge('online') : badge('offline'), ' ',
             agent.connected ? 'Connected now' : `Last seen ${fmtAgo(agent.lastSeenAt)}`,
-            ` · ${agent.backlogDepth} waiting for ack · `,
+            ' · ',
+            h('span', { id: 'agent-backlog', title: BACKLOG_MEANS }, pending(agent.backlogDepth)),
+            ' · ',
             h('span', { class: 'mono' }, agent.agentId)))),
       h('section', { class: 'card' }, form),
       createdSlot,
