@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{spawn_app, TestApp};
+use common::{spawn_app, spawn_app_with, TestApp};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -406,6 +406,12 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
         steps.contains("Payload URL") && steps.contains("Secret"),
         "{steps}"
     );
+    // The test hub's URLs are on 127.0.0.1, which no provider can reach: the page says so.
+    let reach = b.text("#webhook-url-unreachable").await;
+    assert!(
+        reach.contains("cannot reach 127.0.0.1") && reach.contains("--public-url"),
+        "{reach}"
+    );
     b.shot("webhook-created").await;
 
     // Gone after a reload.
@@ -425,6 +431,10 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
     // Activity: a delivery appears live, without a reload, and turns acked live too.
     b.click(".webhook-link").await;
     b.find("#deliveries-empty").await;
+    assert!(b
+        .text("#url-unreachable")
+        .await
+        .contains("HOOKHUB_PUBLIC_URL"));
     b.until(
         "the live indicator",
         "document.querySelector('#live').textContent === 'Live'",
@@ -630,7 +640,8 @@ fn longest_name(prefix: &str) -> String {
 
 #[actix_web::test]
 async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop() {
-    let app = spawn_app().await;
+    // Behind a public address, as a hub providers can reach would be.
+    let app = spawn_app_with(|cfg| cfg.public_url = Some("https://hooks.example.com".into())).await;
     let long_agent = longest_name("agent");
     let long_webhook = longest_name("webhook");
     let (agent_id, agent_token) = app.create_agent(&long_agent).await;
@@ -711,6 +722,11 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
     let row_css = format!("tr[data-delivery-id={}]", css_str(&opened));
     b.click(&row_css).await;
     b.find("#delivery-detail").await;
+    // A public URL needs no warning.
+    assert!(b
+        .js("document.querySelector('#url-unreachable')")
+        .await
+        .is_null());
     for (width, height) in [(1366, 850), (1280, 720)] {
         b.viewport(width, height).await;
         b.shot(&format!("layout-activity-{width}")).await;

@@ -249,7 +249,29 @@
           type: 'button', class: 'secondary', id: id + '-copy',
           onclick: (ev) => copyText(value, ev.currentTarget),
         }, 'Copy')),
-      opts && opts.hint ? h('p', { class: 'hint' }, opts.hint) : null);
+      opts && opts.hint ? h('p', { class: 'hint' }, opts.hint) : null,
+      opts && opts.checkReach ? unreachableHint(value, id + '-unreachable') : null);
+  }
+
+  // The host of a URL no provider on the internet can reach (this machine, or "any
+  // address"), or null.
+  function unreachableHost(url) {
+    let host;
+    try { host = new URL(url).hostname; } catch (_) { return null; }
+    const bare = host.replace(/^\[|\]$/g, '');
+    const local = bare === 'localhost' || bare.endsWith('.localhost') || /^127\./.test(bare)
+      || bare === '::1' || bare === '0.0.0.0' || bare === '::';
+    return local ? host : null;
+  }
+
+  function unreachableHint(url, id) {
+    const host = unreachableHost(url);
+    if (!host) return null;
+    return h('p', { class: 'hint reach', id },
+      'Providers on the internet cannot reach ', h('code', {}, host),
+      '. Run hookhub behind an address they can reach and start it with ',
+      h('code', {}, '--public-url https://…'), ' (or set ', h('code', {}, 'HOOKHUB_PUBLIC_URL'),
+      ') so its webhook URLs use that address.');
   }
 
   // A panel for something shown once (a token, a signing secret).
@@ -572,7 +594,7 @@
         nameInput.value = '';
         replace(createdSlot, oncePanel('secret-panel', `Webhook “${created.name}” created`,
           [
-            copyField('URL', created.url, 'webhook-url'),
+            copyField('URL', created.url, 'webhook-url', { checkReach: true }),
             copyField('Signing secret', created.signingSecret, 'signing-secret'),
           ],
           'Copy the signing secret now: it will not be shown again. If you lose it, rotate it to get a new one.',
@@ -841,6 +863,7 @@
         h('section', { class: 'card' },
           copyField('URL', webhook.url, 'url', {
             hint: webhook.active ? null : 'Deactivated: this URL answers 404.',
+            checkReach: webhook.active,
           }),
           webhook.active && (webhook.provider === 'stripe' || webhook.provider === 'slack')
             ? providerSecretForm() : null,
