@@ -343,11 +343,34 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
     assert_eq!(b.text("#account-name").await, "owner");
     b.find("#agents-empty").await;
 
+    // A refused name is said plainly, and its input marked.
+    b.fill("#agent-name", "   ").await;
+    b.click("#create-agent").await;
+    b.until(
+        "the error banner",
+        "!document.querySelector('#error').hidden",
+    )
+    .await;
+    assert_eq!(b.text("#error").await, "Name must not be empty.");
+    b.find(r#"#agent-name[aria-invalid="true"]"#).await;
+
     // An agent, and its token shown once.
     b.fill("#agent-name", "triage-bot").await;
     b.click("#create-agent").await;
     let agent_token = b.value("#agent-token").await;
     assert!(agent_token.starts_with("hh_agent_"), "{agent_token}");
+    assert!(b
+        .find("#error")
+        .await
+        .attr("hidden")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        b.js("document.querySelector('#agent-name').hasAttribute('aria-invalid')")
+            .await,
+        json!(false)
+    );
     assert!(b
         .text("#agent-token-panel-warning")
         .await

@@ -91,11 +91,35 @@
     noticeTimer = setTimeout(() => { el.hidden = true; }, 6000);
   }
 
+  // What the API calls its fields, as this page names them.
+  const FIELD_NAMES = { name: 'name', provider: 'provider', secret: 'provider secret', token: 'token' };
+
   function describe(err) {
-    if (err instanceof ApiError) {
-      return err.field ? `${err.message} (${err.field})` : err.message;
+    if (!(err instanceof ApiError)) {
+      return 'The hub could not be reached. Check that it is running, then try again.';
     }
-    return 'The hub could not be reached. Check that it is running, then try again.';
+    // The API quotes field names in backticks (`name` must not be empty): say them plainly.
+    let text = String(err.message || '').replace(/`([^`]*)`/g, (_, word) => FIELD_NAMES[word] || word);
+    const field = err.field && (FIELD_NAMES[err.field] || err.field);
+    if (field && !text.toLowerCase().includes(field.toLowerCase())) text = `${field}: ${text}`;
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(text) ? text : text + '.';
+  }
+
+  // An API error from a form: said in the banner, and the field at fault marked.
+  function showFormError(err, form) {
+    if (err instanceof ApiError && err.status === 401) return;
+    showError(describe(err));
+    const input = err instanceof ApiError && err.field
+      ? form.querySelector(`[name="${CSS.escape(err.field)}"]`) : null;
+    if (!input) return;
+    input.setAttribute('aria-invalid', 'true');
+    input.setAttribute('aria-describedby', 'error');
+    input.addEventListener('input', () => {
+      input.removeAttribute('aria-invalid');
+      input.removeAttribute('aria-describedby');
+    }, { once: true });
+    input.focus();
   }
 
   // ---- API ----------------------------------------------------------------------------
@@ -512,7 +536,7 @@
           'This token is shown only now and cannot be shown again. Copy it and give it to the agent; it connects with it to /v1/agent/connect (Authorization: Bearer …).'));
         await refresh();
       } catch (err) {
-        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+        showFormError(err, form);
       }
     });
 
@@ -605,7 +629,7 @@
         const list = await api('GET', `${agentPath(agentId)}/webhooks`);
         replace(tableSlot, webhooksTable(agentId, list.webhooks));
       } catch (err) {
-        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+        showFormError(err, form);
       }
     });
 
@@ -812,7 +836,7 @@
     }
 
     function providerSecretForm() {
-      const input = h('input', { id: 'provider-secret', type: 'password', autocomplete: 'off', class: 'mono', required: true, placeholder: webhook.provider === 'stripe' ? 'whsec_… from Stripe' : 'Slack signing secret' });
+      const input = h('input', { id: 'provider-secret', name: 'secret', type: 'password', autocomplete: 'off', class: 'mono', required: true, placeholder: webhook.provider === 'stripe' ? 'whsec_… from Stripe' : 'Slack signing secret' });
       const form = h('form', { id: 'provider-secret-form', class: 'inline-form' },
         h('label', { for: 'provider-secret' }, 'Provider secret'),
         input,
@@ -836,7 +860,7 @@
           renderSecretState();
           showNotice(`${providerLabel(webhook.provider)} secret saved. Deliveries are verified with it from now on.`);
         } catch (err) {
-          if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+          showFormError(err, form);
         }
       });
       return h('div', {},
