@@ -524,6 +524,21 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
         "document.querySelector('#deliveries-empty h2').textContent === 'No expired deliveries'",
     )
     .await;
+    // The filter is in the address: a reload keeps it.
+    b.client.refresh().await.unwrap();
+    b.until(
+        "the filtered empty state after a reload",
+        "document.querySelector('#deliveries-empty h2').textContent === 'No expired deliveries'",
+    )
+    .await;
+    assert_eq!(b.value("#status-filter").await, "expired");
+    assert!(b
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with("?status=expired"));
     b.find("#status-filter")
         .await
         .select_by_value("acked")
@@ -535,6 +550,11 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
         .select_by_value("")
         .await
         .unwrap();
+    b.until(
+        "the filter gone from the address",
+        "!location.hash.includes('status')",
+    )
+    .await;
 
     // Rotate: a new secret, shown once, that the hub accepts.
     b.click("#rotate").await;

@@ -482,7 +482,10 @@
       renderSignIn();
       return;
     }
-    const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+    // `#/path?query`: the query keeps a view's settings (the status filter) across reloads.
+    const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
+    const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    const params = new URLSearchParams(query || '');
     const view = $('view');
     replace(view, h('p', { class: 'muted' }, 'Loading…'));
     try {
@@ -491,7 +494,7 @@
       } else if (parts[0] === 'agents' && parts.length === 2) {
         await agentView(view, parts[1]);
       } else if (parts[0] === 'agents' && parts[2] === 'webhooks' && parts.length === 4) {
-        await webhookView(view, parts[1], parts[3]);
+        await webhookView(view, parts[1], parts[3], params);
       } else {
         notFound(view, 'There is no such page.');
       }
@@ -676,7 +679,7 @@
 
   // ---- A webhook and its activity -----------------------------------------------------
 
-  async function webhookView(view, agentId, webhookId) {
+  async function webhookView(view, agentId, webhookId, params) {
     const [agent, webhook] = await Promise.all([
       findAgent(agentId),
       api('GET', webhookPath(agentId, webhookId)),
@@ -690,6 +693,7 @@
     const filter = h('select', { id: 'status-filter' },
       h('option', { value: '' }, 'All statuses'),
       STATUSES.map((s) => h('option', { value: s }, s)));
+    if (STATUSES.includes(params.get('status'))) filter.value = params.get('status');
     const olderButton = h('button', { type: 'button', id: 'load-older', class: 'secondary', hidden: true }, 'Load older');
 
     // The live first page, and older pages the person asked for.
@@ -750,6 +754,9 @@
     state.cleanups.push(() => { if (stream) stream.close(); });
 
     filter.addEventListener('change', () => {
+      // Into the address (without a new history entry or a hashchange), so a reload keeps it.
+      const hash = `#/agents/${enc(agentId)}/webhooks/${enc(webhookId)}`;
+      history.replaceState(null, '', filter.value ? `${hash}?status=${enc(filter.value)}` : hash);
       older = [];
       cursor = null;
       startStream();
