@@ -789,6 +789,25 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
         );
     }
 
+    // On a phone the header wraps rather than overlapping, and the page does not scroll
+    // sideways (wide tables scroll inside their cards).
+    b.viewport(390, 844).await;
+    b.shot("layout-activity-390").await;
+    assert_eq!(
+        b.js("(() => {
+            const a = document.querySelector('#crumbs').getBoundingClientRect();
+            const b = document.querySelector('#account').getBoundingClientRect();
+            return a.bottom <= b.top || b.bottom <= a.top || a.right <= b.left || b.right <= a.left;
+        })()")
+            .await,
+        json!(true)
+    );
+    assert_eq!(
+        b.js("document.documentElement.scrollWidth <= window.innerWidth")
+            .await,
+        json!(true)
+    );
+
     b.close().await;
 }
 
