@@ -671,7 +671,10 @@
         }, w.name)),
         h('td', { class: 'nowrap' }, providerLabel(w.provider)),
         h('td', {}, h('div', { class: 'cell-url' },
-          h('code', { class: 'truncate', title: w.url }, w.url),
+          // Cut from the start of the URL, which every webhook shares, not its id.
+          h('code', { title: w.url },
+            h('span', { class: 'truncate' }, w.url.slice(0, w.url.lastIndexOf('/') + 1)),
+            h('span', { class: 'url-id' }, w.url.slice(w.url.lastIndexOf('/') + 1))),
           h('button', { type: 'button', class: 'secondary small', onclick: (ev) => copyText(w.url, ev.currentTarget) }, 'Copy'))),
         h('td', {}, w.active ? badge('active') : badge('inactive')),
         h('td', { class: 'nowrap' }, fmtTime(w.createdAt), h('div', { class: 'muted small' }, `by ${w.createdBy}`)))))));
