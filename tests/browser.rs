@@ -331,6 +331,12 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
     // Signing in: a wrong token is refused in the page, the owner token lets one in.
     b.goto("/").await;
     b.find("#sign-in-form").await;
+    // Without a session cookie the form shows without a question to the hub first.
+    assert_eq!(
+        b.js("performance.getEntriesByType('resource').filter((e) => e.name.includes('/dashboard/session')).length")
+            .await,
+        json!(0)
+    );
     b.shot("signin").await;
     b.fill("#token", "hh_owner_not-a-real-token").await;
     b.click("#sign-in-submit").await;

@@ -131,6 +131,25 @@ async fn the_page_is_embedded_and_served_with_strict_headers() {
 }
 
 #[actix_web::test]
+async fn the_page_tells_its_script_when_no_session_cookie_came() {
+    let app = spawn_app().await;
+    let page = app.request("GET", "/", None, None).await;
+    let html = String::from_utf8(page.raw.to_vec()).unwrap();
+    assert_eq!(html.matches("<body data-signed-out>").count(), 1, "{html}");
+    assert_eq!(page.headers.get(header::VARY).unwrap(), "Cookie");
+
+    // With a cookie the page cannot tell (the session may have ended): its script asks.
+    let session = sign_in(&app, &app.owner_token).await;
+    let page = with_cookie(&app, "GET", "/", &session, None, None).await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.raw.to_vec()).unwrap();
+    assert!(
+        html.contains("<body>") && !html.contains("data-signed-out"),
+        "{html}"
+    );
+}
+
+#[actix_web::test]
 async fn signing_in_sets_a_strict_http_only_cookie_that_expires() {
     let app = spawn_app().await;
     let r = app

@@ -1013,6 +1013,12 @@
   async function start() {
     $('sign-out').addEventListener('click', signOut);
     window.addEventListener('hashchange', route);
+    if (document.body.hasAttribute('data-signed-out')) {
+      // The hub saw no session cookie: no need to ask before showing the sign-in form.
+      renderAccount();
+      route();
+      return;
+    }
     try {
       await loadSession();
     } catch (err) {

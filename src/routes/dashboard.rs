@@ -74,8 +74,16 @@ fn page_response(content_type: &'static str) -> HttpResponseBuilder {
     resp
 }
 
-async fn index() -> HttpResponse {
-    page_response("text/html; charset=utf-8").body(INDEX_HTML)
+/// The page. A browser that sends no session cookie is signed out for sure, and the page
+/// says so, so that its script shows the sign-in form at once rather than asking first.
+async fn index(req: HttpRequest) -> HttpResponse {
+    let mut resp = page_response("text/html; charset=utf-8");
+    resp.insert_header((header::VARY, "Cookie"));
+    if auth::session_cookie_value(&req).is_some() {
+        resp.body(INDEX_HTML)
+    } else {
+        resp.body(INDEX_HTML.replacen("<body>", "<body data-signed-out>", 1))
+    }
 }
 
 async fn app_js() -> HttpResponse {
