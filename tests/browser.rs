@@ -776,7 +776,7 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
         .js("document.querySelector('#url-unreachable')")
         .await
         .is_null());
-    for (width, height) in [(1366, 850), (1280, 720)] {
+    for (width, height) in [(1366, 850), (1280, 720), (1024, 768)] {
         b.viewport(width, height).await;
         b.shot(&format!("layout-activity-{width}")).await;
         assert!(
