@@ -23,6 +23,7 @@
 //! - [`ratelimit`]: the per-webhook token buckets ingest checks before reading a body.
 //! - [`listen`]: `hookhub listen`, a client of a running hub that forwards an agent's
 //!   deliveries to a local app or prints them, acking each once it is handed over.
+//! - [`metrics`]: the counters and histograms served on `/metrics`.
 //! - [`crypto`]: tokens, their hashes, and signing secrets sealed at rest.
 //! - [`ids`], [`clock`], [`error`]: typed prefixed ids, timestamps, the one error type.
 
@@ -35,6 +36,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod listen;
+pub mod metrics;
 pub mod protocol;
 pub mod providers;
 pub mod ratelimit;

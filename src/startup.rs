@@ -14,6 +14,7 @@ use crate::{
     crypto::{CryptoError, MasterKey},
     error::ApiError,
     ratelimit::RateLimiter,
+    metrics::Metrics,
     routes,
     service::{accounts, views::CreatedAccount, Hub},
     store::{deliveries::RETENTION_STEP, Store},
@@ -63,8 +64,15 @@ impl Application {
         } else {
             None
         };
-        let registry = Registry::default().start();
-        let writer = DeliveryWriter::start(&store, registry.clone(), config.backlog_cap).await?;
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::new(metrics.clone()).start();
+        let writer = DeliveryWriter::start(
+            &store,
+            registry.clone(),
+            config.backlog_cap,
+            metrics.clone(),
+        )
+        .await?;
 
         let listen_addr = config.listen.clone();
         let listen_err = move |source| StartupError::Listen {
@@ -85,6 +93,7 @@ impl Application {
             public_url: Arc::from(public_url.trim_end_matches('/')),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
+            metrics,
         };
 
         let data = web::Data::new(hub.clone());

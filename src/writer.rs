@@ -8,7 +8,11 @@
 //! Being the only inserter, it also owns the things that must be decided atomically with
 //! the insert: the per-agent backlog cap, duplicate detection, and queue positions.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use actix::Addr;
 use sqlx::{Connection, SqliteConnection};
@@ -18,6 +22,7 @@ use crate::{
     actors::{messages::Route, Registry},
     clock,
     ids::{AgentId, DeliveryId, WebhookId},
+    metrics::Metrics,
     store::{
         deliveries::{self, NewDelivery},
         DeliveryStatus, OwnedAgent, PendingDelivery, Store,
@@ -84,6 +89,7 @@ impl DeliveryWriter {
         store: &Store,
         registry: Addr<Registry>,
         backlog_cap: u64,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, sqlx::Error> {
         let mut conn = store.dedicated_connection().await?;
         let next_queue_seq = deliveries::max_queue_seq(&mut conn).await? + 1;
@@ -95,6 +101,7 @@ impl DeliveryWriter {
             backlog_cap,
             next_queue_seq,
             pending_counts: HashMap::new(),
+            metrics,
         };
         tokio::spawn(task.run());
         Ok(Self { tx })
@@ -194,6 +201,7 @@ struct WriterTask {
     /// Pending (queued or sent) deliveries per agent, loaded on first use and kept exact
     /// by this task, the only writer; cleared whenever a commit fails.
     pending_counts: HashMap<AgentId, i64>,
+    metrics: Arc<Metrics>,
 }
 
 /// What a committed batch owes its callers.
@@ -232,17 +240,27 @@ impl WriterTask {
         let first_queue_seq = self.next_queue_seq;
         let mut answers = Vec::with_capacity(batch.len());
         let mut routed = Vec::new();
+        let (ops, started) = (batch.len(), Instant::now());
         let result = self.apply(batch.drain(..), &mut answers, &mut routed).await;
         match result {
-            Ok(()) => {
+            Ok(acked) => {
+                self.metrics.observe_commit(ops, started.elapsed());
+                self.metrics.acked.inc_by(acked);
                 for answer in answers {
                     match answer {
-                        Answer::Ingest(tx, outcome) => drop(tx.send(Ok(outcome))),
-                        Answer::Reject(tx) => drop(tx.send(Ok(()))),
+                        Answer::Ingest(tx, outcome) => {
+                            self.metrics.ingest_outcome(&outcome).inc();
+                            drop(tx.send(Ok(outcome)))
+                        }
+                        Answer::Reject(tx) => {
+                            self.metrics.rejected.inc();
+                            drop(tx.send(Ok(())))
+                        }
                         Answer::Requeue(tx, found) => drop(tx.send(Ok(found))),
                         Answer::Retention(tx, counts) => {
                             // Expiry changed pending counts behind our back: reload lazily.
                             self.pending_counts.clear();
+                            self.metrics.expired.inc_by(counts.0);
                             drop(tx.send(Ok(counts)));
                         }
                         Answer::Barrier(tx) => drop(tx.send(())),
@@ -273,18 +291,20 @@ impl WriterTask {
     }
 
     /// Applies the batch in one transaction. On error nothing is committed, and every
-    /// answer collected so far is turned into an error by the caller.
+    /// answer collected so far is turned into an error by the caller. On success: how
+    /// many deliveries the batch acked.
     async fn apply(
         &mut self,
         ops: impl Iterator<Item = Op>,
         answers: &mut Vec<Answer>,
         routed: &mut Vec<Arc<PendingDelivery>>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<u64, sqlx::Error> {
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
         let now = clock::now_ms();
         // Provider delivery ids inserted earlier in this same batch.
         let mut seen_in_batch: HashMap<(WebhookId, String), DeliveryId> = HashMap::new();
         let mut sent_ids = Vec::new();
+        let mut acked = 0;
         for op in ops {
             match op {
                 Op::Ingest(d, reply) => {
@@ -330,6 +350,7 @@ impl WriterTask {
                 }
                 Op::Ack(agent_id, id) => {
                     if deliveries::ack(&mut tx, &agent_id, &id, now).await? {
+                        acked += 1;
                         if let Some(c) = self.pending_counts.get_mut(&agent_id) {
                             *c -= 1;
                         }
@@ -372,6 +393,7 @@ impl WriterTask {
         for id in &sent_ids {
             deliveries::mark_sent(&mut tx, id, now).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(acked)
     }
 }

@@ -19,7 +19,7 @@ use super::{
     messages::{Close, CloseAll, ConnectedAgents, Push, Register, Route, Unregister},
     session::AgentSession,
 };
-use crate::ids::AgentId;
+use crate::{ids::AgentId, metrics::Metrics};
 
 struct Online {
     session: Addr<AgentSession>,
@@ -31,6 +31,16 @@ struct Online {
 pub struct Registry {
     online: HashMap<AgentId, Online>,
     next_generation: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
+    }
 }
 
 impl Actor for Registry {
@@ -65,6 +75,7 @@ impl Handler<Register> for Registry {
                 reason: "replaced by a newer connection for this agent",
             });
         }
+        self.metrics.connected_agents.set(self.online.len() as i64);
         generation
     }
 }
@@ -76,6 +87,7 @@ impl Handler<Unregister> for Registry {
         if let Some(current) = self.online.get(&msg.agent_id) {
             if current.generation == msg.generation {
                 self.online.remove(&msg.agent_id);
+                self.metrics.connected_agents.set(self.online.len() as i64);
             }
         }
     }

@@ -145,7 +145,13 @@ impl AgentSession {
     ) -> bool {
         let signature = crate::providers::sign_delivery(&self.hub.key, d);
         let frame = protocol::delivery_frame(d, attempt, signature.as_ref());
-        self.send_frame(Outbound::Text(frame), ctx)
+        let handed = self.send_frame(Outbound::Text(frame), ctx);
+        if handed {
+            self.hub
+                .metrics
+                .observe_delivered(d.received_at, clock::now_ms());
+        }
+        handed
     }
 
     /// Moves buffered deliveries into the window, in order.

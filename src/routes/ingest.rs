@@ -68,6 +68,7 @@ async fn ingest(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
     let webhook_id = WebhookId::parse(&path).ok_or(ApiError::NotFound)?;
     let webhook = hub
         .store
@@ -112,6 +113,7 @@ async fn ingest(
     }
     match hub.writer.ingest(delivery).await {
         Ok(IngestOutcome::Queued(id)) => {
+            hub.metrics.observe_ingest(started);
             Ok(HttpResponse::Accepted().json(json!({ "deliveryId": id })))
         }
         Ok(IngestOutcome::Duplicate(original)) => {

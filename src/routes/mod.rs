@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod webhooks;
 
 use actix_web::{http::header, web, HttpRequest};
@@ -25,7 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(webhooks::configure)
         .configure(deliveries::configure)
         .configure(ingest::configure)
-        .configure(connect::configure);
+        .configure(connect::configure)
+        .configure(metrics::configure);
 }
 
 /// Reads a body up to `limit` bytes: a declared length over the limit is refused before

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::Registry, auth::Caller, config::Config, crypto::MasterKey, error::ApiError,
-    ids::AgentId, store::OwnedAgent, store::Store, writer::DeliveryWriter,
+    ids::AgentId, metrics::Metrics, store::OwnedAgent, store::Store, writer::DeliveryWriter,
 };
 
 /// Everything a request or a session needs, shared by all of them.
@@ -32,6 +32,8 @@ pub struct Hub {
     /// Cancelled when the hub starts shutting down, so that long-lived responses (the
     /// dashboard's live activity streams) end at once instead of holding up the drain.
     pub shutdown: CancellationToken,
+    /// This hub's counters and histograms (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// The agent named by a path (`me` for an agent caller), if the caller owns it. Anything

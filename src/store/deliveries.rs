@@ -9,6 +9,7 @@ use sqlx::{sqlite::SqliteRow, Row, SqliteConnection};
 use std::sync::Arc;
 
 use super::{OwnedAgent, SealedSecrets, Store};
+use crate::metrics::BacklogSnapshot;
 use crate::{
     ids::{AgentId, DeliveryId, WebhookId},
     providers::Provider,
@@ -419,4 +420,22 @@ pub async fn apply_retention(
     .await?
     .rows_affected();
     Ok((expired, pruned))
+}
+
+impl Store {
+    /// Pending deliveries of every agent, and the receipt time of the oldest: read when
+    /// `/metrics` is scraped. Both come from the pending index, so the cost grows with the
+    /// backlog, not with the history.
+    pub async fn backlog_snapshot(&self) -> Result<BacklogSnapshot, sqlx::Error> {
+        let (depth, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT count(*), min(received_at) FROM deliveries
+             WHERE status IN ('queued', 'sent')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(BacklogSnapshot {
+            depth,
+            oldest_received_at: oldest,
+        })
+    }
 }

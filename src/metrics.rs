@@ -1,0 +1,269 @@
+//! What the hub shows about itself on `GET /metrics`, in the OpenMetrics text format that
+//! Prometheus scrapes.
+//!
+//! One [`Metrics`] per running hub, held by the [`crate::service::Hub`] and handed to the
+//! delivery writer and the registry when they start. It is not a process-wide static:
+//! tests run several hubs in one process, and each must count only its own deliveries.
+//!
+//! Everything here is cheap to update from a hot path (atomic counters, a short lock per
+//! histogram observation). What is expensive to keep live — the backlog depth and the age
+//! of its oldest delivery — is read from the store when scraped (see [`BacklogSnapshot`]).
+
+use std::{
+    fmt,
+    sync::atomic::AtomicU64,
+    time::{Duration, Instant},
+};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::{Registry, Unit},
+};
+
+use crate::writer::IngestOutcome;
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub struct Metrics {
+    registry: Registry,
+    /// Committed and queued for an agent (202).
+    pub ingested: Counter,
+    /// Refused by signature verification, recorded as `rejected`.
+    pub rejected: Counter,
+    /// Seen before on the same webhook, recorded as `duplicate`.
+    pub duplicates: Counter,
+    /// Refused with 503 because the agent's backlog was at its cap.
+    pub backlog_full: Counter,
+    /// Delivery frames handed to an agent's socket, resends included.
+    pub delivered: Counter,
+    /// Acks that moved a pending delivery to `acked`, counted once committed.
+    pub acked: Counter,
+    /// Pending deliveries that outlived the retention window.
+    pub expired: Counter,
+    /// Operations in one group commit: how well the writer amortises its fsyncs.
+    pub commit_batch_size: Histogram,
+    pub commit_seconds: Histogram,
+    /// From the start of an ingest request to its 202.
+    pub ingest_seconds: Histogram,
+    /// From the stored receipt time (millisecond resolution) to the frame being handed to
+    /// the socket; includes the time a delivery waited while its agent was offline.
+    pub post_to_agent_seconds: Histogram,
+    pub connected_agents: Gauge,
+    backlog_depth: Gauge,
+    oldest_queued_age_seconds: Gauge<f64, AtomicU64>,
+}
+
+/// The durable queue as of a scrape: pending (queued or sent) deliveries of every agent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BacklogSnapshot {
+    pub depth: i64,
+    /// Receipt time (ms since the epoch) of the oldest pending delivery.
+    pub oldest_received_at: Option<i64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        // 100 µs to about 3.3 s: a commit is one fsync, a request a commit plus parsing.
+        let fast = || Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let mut m = Self {
+            registry: Registry::with_prefix("hookhub"),
+            ingested: Counter::default(),
+            rejected: Counter::default(),
+            duplicates: Counter::default(),
+            backlog_full: Counter::default(),
+            delivered: Counter::default(),
+            acked: Counter::default(),
+            expired: Counter::default(),
+            commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            commit_seconds: fast(),
+            ingest_seconds: fast(),
+            // 1 ms (the resolution of receipt times) to about 70 minutes of waiting.
+            post_to_agent_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 23)),
+            connected_agents: Gauge::default(),
+            backlog_depth: Gauge::default(),
+            oldest_queued_age_seconds: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "deliveries_ingested",
+            "Deliveries committed and queued for their agent",
+            m.ingested.clone(),
+        );
+        r.register(
+            "deliveries_rejected",
+            "Requests that failed signature verification",
+            m.rejected.clone(),
+        );
+        r.register(
+            "deliveries_duplicate",
+            "Requests recorded as duplicates of an earlier delivery",
+            m.duplicates.clone(),
+        );
+        r.register(
+            "deliveries_backlog_full",
+            "Requests refused because the agent's backlog was full",
+            m.backlog_full.clone(),
+        );
+        r.register(
+            "deliveries_delivered",
+            "Delivery frames handed to agent sockets, resends included",
+            m.delivered.clone(),
+        );
+        r.register(
+            "deliveries_acked",
+            "Deliveries acked by their agent",
+            m.acked.clone(),
+        );
+        r.register(
+            "deliveries_expired",
+            "Deliveries that expired unacked",
+            m.expired.clone(),
+        );
+        r.register(
+            "commit_batch_size",
+            "Operations committed in one transaction by the delivery writer",
+            m.commit_batch_size.clone(),
+        );
+        r.register_with_unit(
+            "commit_duration",
+            "Time to apply and commit one batch of the delivery writer",
+            Unit::Seconds,
+            m.commit_seconds.clone(),
+        );
+        r.register_with_unit(
+            "ingest_duration",
+            "Time from an ingest request to its 202, once durable",
+            Unit::Seconds,
+            m.ingest_seconds.clone(),
+        );
+        r.register_with_unit(
+            "post_to_agent",
+            "Time from receipt (millisecond resolution) to the frame handed to the agent socket",
+            Unit::Seconds,
+            m.post_to_agent_seconds.clone(),
+        );
+        r.register(
+            "connected_agents",
+            "Agents with a live socket",
+            m.connected_agents.clone(),
+        );
+        r.register(
+            "backlog_depth",
+            "Deliveries queued or sent and not yet acked, all agents",
+            m.backlog_depth.clone(),
+        );
+        r.register_with_unit(
+            "oldest_queued_age",
+            "Age of the oldest delivery not yet acked (0 when none)",
+            Unit::Seconds,
+            m.oldest_queued_age_seconds.clone(),
+        );
+        m
+    }
+
+    /// Records one ingest answered 202, timed from `started`.
+    pub fn observe_ingest(&self, started: Instant) {
+        self.ingest_seconds.observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The counter for a committed ingest's outcome.
+    pub fn ingest_outcome(&self, outcome: &IngestOutcome) -> &Counter {
+        match outcome {
+            IngestOutcome::Queued(_) => &self.ingested,
+            IngestOutcome::Duplicate(_) => &self.duplicates,
+            IngestOutcome::BacklogFull => &self.backlog_full,
+        }
+    }
+
+    /// Records one committed batch of the delivery writer.
+    pub fn observe_commit(&self, ops: usize, took: Duration) {
+        self.commit_batch_size.observe(ops as f64);
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Records a delivery frame handed to a socket; `received_at` and `now` in ms.
+    pub fn observe_delivered(&self, received_at: i64, now: i64) {
+        self.delivered.inc();
+        let waited_ms = now.saturating_sub(received_at).max(0);
+        self.post_to_agent_seconds
+            .observe(waited_ms as f64 / 1000.0);
+    }
+
+    /// The exposition, with the backlog gauges set from `backlog` taken at `now_ms`.
+    pub fn render(&self, backlog: BacklogSnapshot, now_ms: i64) -> Result<String, fmt::Error> {
+        self.backlog_depth.set(backlog.depth);
+        let age_ms = backlog
+            .oldest_received_at
+            .map_or(0, |at| now_ms.saturating_sub(at).max(0));
+        self.oldest_queued_age_seconds.set(age_ms as f64 / 1000.0);
+        let mut out = String::with_capacity(8 * 1024);
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_backlog_gauges() {
+        let m = Metrics::new();
+        m.ingested.inc_by(3);
+        m.observe_commit(4, Duration::from_micros(1500));
+        m.observe_delivered(1_000, 1_250);
+        let text = m
+            .render(
+                BacklogSnapshot {
+                    depth: 7,
+                    oldest_received_at: Some(10_000),
+                },
+                12_500,
+            )
+            .unwrap();
+        assert!(
+            text.contains("hookhub_deliveries_ingested_total 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookhub_deliveries_delivered_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookhub_commit_batch_size_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookhub_commit_batch_size_sum 4.0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookhub_post_to_agent_seconds_sum 0.25\n"),
+            "{text}"
+        );
+        assert!(text.contains("hookhub_backlog_depth 7\n"), "{text}");
+        assert!(
+            text.contains("hookhub_oldest_queued_age_seconds 2.5\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
