@@ -304,6 +304,11 @@ impl WriterTask {
         // Provider delivery ids inserted earlier in this same batch.
         let mut seen_in_batch: HashMap<(WebhookId, String), DeliveryId> = HashMap::new();
         let mut sent_ids = Vec::new();
+        // Sends and acks are applied in a few statements, before anything whose outcome
+        // they could change (a requeue, retention) and at the end. Until then an agent's
+        // pending count may be high by the acks waiting, so the backlog cap errs on the
+        // side of refusing.
+        let mut acks: HashMap<AgentId, Vec<DeliveryId>> = HashMap::new();
         let mut acked = 0;
         for op in ops {
             match op {
@@ -348,14 +353,7 @@ impl WriterTask {
                         .await?;
                     answers.push(Answer::Reject(reply));
                 }
-                Op::Ack(agent_id, id) => {
-                    if deliveries::ack(&mut tx, &agent_id, &id, now).await? {
-                        acked += 1;
-                        if let Some(c) = self.pending_counts.get_mut(&agent_id) {
-                            *c -= 1;
-                        }
-                    }
-                }
+                Op::Ack(agent_id, id) => acks.entry(agent_id).or_default().push(id),
                 Op::Sent(ids) => sent_ids.extend(ids),
                 Op::Requeue {
                     owner,
@@ -363,6 +361,14 @@ impl WriterTask {
                     id,
                     reply,
                 } => {
+                    acked += apply_sends_and_acks(
+                        &mut tx,
+                        &mut sent_ids,
+                        &mut acks,
+                        &mut self.pending_counts,
+                        now,
+                    )
+                    .await?;
                     let queue_seq = self.next_queue_seq;
                     match deliveries::requeue(&mut tx, &owner, &webhook_id, &id, queue_seq).await? {
                         Some((pending, was_pending)) => {
@@ -383,6 +389,14 @@ impl WriterTask {
                     expired_cutoff,
                     reply,
                 } => {
+                    acked += apply_sends_and_acks(
+                        &mut tx,
+                        &mut sent_ids,
+                        &mut acks,
+                        &mut self.pending_counts,
+                        now,
+                    )
+                    .await?;
                     let counts =
                         deliveries::apply_retention(&mut tx, cutoff, expired_cutoff).await?;
                     answers.push(Answer::Retention(reply, counts));
@@ -390,10 +404,40 @@ impl WriterTask {
                 Op::Barrier(reply) => answers.push(Answer::Barrier(reply)),
             }
         }
-        for id in &sent_ids {
-            deliveries::mark_sent(&mut tx, id, now).await?;
-        }
+        acked += apply_sends_and_acks(
+            &mut tx,
+            &mut sent_ids,
+            &mut acks,
+            &mut self.pending_counts,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(acked)
     }
+}
+
+/// Applies and clears the waiting sends, then the waiting acks (one statement per agent):
+/// in that order, because a delivery acked in this batch was sent before, and its send
+/// must be recorded while it is still pending. How many acks took effect.
+async fn apply_sends_and_acks(
+    conn: &mut SqliteConnection,
+    sent_ids: &mut Vec<DeliveryId>,
+    acks: &mut HashMap<AgentId, Vec<DeliveryId>>,
+    pending_counts: &mut HashMap<AgentId, i64>,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    if !sent_ids.is_empty() {
+        deliveries::mark_sent_many(conn, sent_ids, now).await?;
+        sent_ids.clear();
+    }
+    let mut acked = 0;
+    for (agent_id, ids) in acks.drain() {
+        let n = deliveries::ack_many(conn, &agent_id, &ids, now).await?;
+        if let Some(c) = pending_counts.get_mut(&agent_id) {
+            *c -= n as i64;
+        }
+        acked += n;
+    }
+    Ok(acked)
 }

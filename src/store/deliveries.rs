@@ -312,38 +312,61 @@ pub async fn insert(
     Ok(())
 }
 
-/// `true` when the ack moved a pending delivery to `acked`.
-pub async fn ack(
+/// A JSON array of ids, bound as one parameter and read with `json_each`: one statement
+/// text for any number of ids, so it is prepared once and cached.
+fn id_array<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    let ids: Vec<&str> = ids.collect();
+    serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Acks many deliveries of one agent in one statement; how many moved from pending to
+/// `acked`. (`+agent_id` keeps the planner on the id index, not on the agent's whole
+/// pending queue.)
+pub async fn ack_many(
     conn: &mut SqliteConnection,
     agent_id: &AgentId,
-    id: &DeliveryId,
+    ids: &[DeliveryId],
     at: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE deliveries SET status = 'acked', acked_at = ?
-         WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent')",
+        "UPDATE deliveries SET status = 'acked', acked_at = ?1
+         WHERE id IN (SELECT value FROM json_each(?2)) AND +agent_id = ?3
+           AND status IN ('queued', 'sent')",
     )
     .bind(at)
-    .bind(id.as_str())
+    .bind(id_array(ids.iter().map(DeliveryId::as_str)))
     .bind(agent_id.as_str())
     .execute(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(done.rows_affected())
 }
 
-pub async fn mark_sent(
+/// Marks deliveries sent, one statement per distinct number of sends in the batch (a
+/// delivery sent twice before the commit counts two attempts, as two statements would).
+pub async fn mark_sent_many(
     conn: &mut SqliteConnection,
-    id: &DeliveryId,
+    ids: &[DeliveryId],
     at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1
-         WHERE id = ? AND status IN ('queued', 'sent')",
-    )
-    .bind(at)
-    .bind(id.as_str())
-    .execute(conn)
-    .await?;
+    let mut sends: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for id in ids {
+        *sends.entry(id.as_str()).or_default() += 1;
+    }
+    let mut by_count: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
+    for (id, n) in sends {
+        by_count.entry(n).or_default().push(id);
+    }
+    for (n, ids) in by_count {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'sent', sent_at = ?1, attempts = attempts + ?2
+             WHERE id IN (SELECT value FROM json_each(?3)) AND status IN ('queued', 'sent')",
+        )
+        .bind(at)
+        .bind(n)
+        .bind(id_array(ids.into_iter()))
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
