@@ -33,6 +33,10 @@ use crate::{
 const MAX_BATCH: usize = 1024;
 /// Most body bytes in one transaction, so that a burst of large bodies commits in parts.
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// How long a batch of only acks and sends waits for company before it commits alone.
+/// Nobody waits for them and losing one costs only a resend, so a commit (an fsync) of
+/// their own buys nothing, and it delays the next ingest that arrives while it runs.
+const LINGER: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 #[error("the delivery could not be stored: {0}")]
@@ -69,6 +73,11 @@ enum Op {
 }
 
 impl Op {
+    /// Someone is waiting for this op's commit.
+    fn is_awaited(&self) -> bool {
+        !matches!(self, Op::Ack(..) | Op::Sent(_))
+    }
+
     fn body_len(&self) -> usize {
         match self {
             Op::Ingest(d, _) | Op::Reject(d, _, _) => d.body.len(),
@@ -220,16 +229,26 @@ impl WriterTask {
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = self.rx.recv().await {
-            let mut bytes = first.body_len();
-            batch.push(first);
-            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                match self.rx.try_recv() {
-                    Ok(op) => {
-                        bytes += op.body_len();
-                        batch.push(op);
-                    }
-                    Err(_) => break,
+            let mut bytes = 0;
+            let mut awaited = false;
+            let mut next = Some(first);
+            let linger_until = Instant::now() + LINGER;
+            while let Some(op) = next.take() {
+                bytes += op.body_len();
+                awaited |= op.is_awaited();
+                batch.push(op);
+                if batch.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES {
+                    break;
                 }
+                next = match self.rx.try_recv() {
+                    Ok(op) => Some(op),
+                    // Nothing more now: commit if anyone waits, else linger a little.
+                    Err(_) if awaited => None,
+                    Err(_) => tokio::time::timeout_at(linger_until.into(), self.rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                };
             }
             self.commit(&mut batch).await;
         }
