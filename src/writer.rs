@@ -24,7 +24,7 @@ use crate::{
     ids::{AgentId, DeliveryId, WebhookId},
     metrics::Metrics,
     store::{
-        deliveries::{self, NewDelivery},
+        deliveries::{self, InsertRow, NewDelivery},
         DeliveryStatus, OwnedAgent, PendingDelivery, Store,
     },
 };
@@ -328,6 +328,9 @@ impl WriterTask {
         // pending count may be high by the acks waiting, so the backlog cap errs on the
         // side of refusing.
         let mut acks: HashMap<AgentId, Vec<DeliveryId>> = HashMap::new();
+        // New rows are inserted many per statement, in receipt order, before anything that
+        // reads them (a requeue, retention) and at the end; routed in the same order.
+        let mut rows: Vec<Row> = Vec::new();
         let mut acked = 0;
         for op in ops {
             match op {
@@ -339,8 +342,7 @@ impl WriterTask {
                             None => deliveries::find_original(&mut tx, &d.webhook_id, pid).await?,
                         };
                         if let Some(original) = original {
-                            deliveries::insert(&mut tx, &d, DeliveryStatus::Duplicate, None, None)
-                                .await?;
+                            rows.push(Row::new(d, DeliveryStatus::Duplicate, None, None));
                             answers.push(Answer::Ingest(reply, IngestOutcome::Duplicate(original)));
                             continue;
                         }
@@ -361,15 +363,12 @@ impl WriterTask {
                     self.pending_counts.insert(d.agent_id.clone(), count + 1);
                     let queue_seq = self.next_queue_seq;
                     self.next_queue_seq += 1;
-                    deliveries::insert(&mut tx, &d, DeliveryStatus::Queued, Some(queue_seq), None)
-                        .await?;
                     let id = d.id.clone();
-                    routed.push(Arc::new(PendingDelivery::from_new(d, queue_seq)));
+                    rows.push(Row::new(d, DeliveryStatus::Queued, Some(queue_seq), None));
                     answers.push(Answer::Ingest(reply, IngestOutcome::Queued(id)));
                 }
                 Op::Reject(d, reason, reply) => {
-                    deliveries::insert(&mut tx, &d, DeliveryStatus::Rejected, None, Some(&reason))
-                        .await?;
+                    rows.push(Row::new(d, DeliveryStatus::Rejected, None, Some(reason)));
                     answers.push(Answer::Reject(reply));
                 }
                 Op::Ack(agent_id, id) => acks.entry(agent_id).or_default().push(id),
@@ -380,6 +379,7 @@ impl WriterTask {
                     id,
                     reply,
                 } => {
+                    insert_rows(&mut tx, &mut rows, routed).await?;
                     acked += apply_sends_and_acks(
                         &mut tx,
                         &mut sent_ids,
@@ -408,6 +408,7 @@ impl WriterTask {
                     expired_cutoff,
                     reply,
                 } => {
+                    insert_rows(&mut tx, &mut rows, routed).await?;
                     acked += apply_sends_and_acks(
                         &mut tx,
                         &mut sent_ids,
@@ -423,6 +424,7 @@ impl WriterTask {
                 Op::Barrier(reply) => answers.push(Answer::Barrier(reply)),
             }
         }
+        insert_rows(&mut tx, &mut rows, routed).await?;
         acked += apply_sends_and_acks(
             &mut tx,
             &mut sent_ids,
@@ -434,6 +436,57 @@ impl WriterTask {
         tx.commit().await?;
         Ok(acked)
     }
+}
+
+/// A delivery row waiting to be inserted with the rest of its batch.
+struct Row {
+    d: NewDelivery,
+    status: DeliveryStatus,
+    queue_seq: Option<i64>,
+    reason: Option<String>,
+}
+
+impl Row {
+    fn new(
+        d: NewDelivery,
+        status: DeliveryStatus,
+        queue_seq: Option<i64>,
+        reason: Option<String>,
+    ) -> Self {
+        Self {
+            d,
+            status,
+            queue_seq,
+            reason,
+        }
+    }
+}
+
+/// Inserts and clears the waiting rows; the queued ones join `routed`, in order.
+async fn insert_rows(
+    conn: &mut SqliteConnection,
+    rows: &mut Vec<Row>,
+    routed: &mut Vec<Arc<PendingDelivery>>,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let insert: Vec<InsertRow> = rows
+        .iter()
+        .map(|r| InsertRow {
+            d: &r.d,
+            status: r.status,
+            queue_seq: r.queue_seq,
+            reason: r.reason.as_deref(),
+        })
+        .collect();
+    deliveries::insert_many(conn, &insert).await?;
+    for r in rows.drain(..) {
+        if let (DeliveryStatus::Queued, Some(seq)) = (r.status, r.queue_seq) {
+            routed.push(Arc::new(PendingDelivery::from_new(r.d, seq)));
+        }
+    }
+    Ok(())
 }
 
 /// Applies and clears the waiting sends, then the waiting acks (one statement per agent):

@@ -282,33 +282,54 @@ pub async fn find_original(
     Ok(id.map(DeliveryId::from_trusted))
 }
 
-pub async fn insert(
+/// A row for [`insert_many`].
+pub struct InsertRow<'a> {
+    pub d: &'a NewDelivery,
+    pub status: DeliveryStatus,
+    pub queue_seq: Option<i64>,
+    pub reason: Option<&'a str>,
+}
+
+const INSERT_COLUMNS: &str = "INSERT INTO deliveries (id, webhook_id, agent_id, status, queue_seq,
+    event, provider_delivery_id, verified, reason, received_at, attempts, size_bytes, headers, body)
+    VALUES ";
+const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)";
+
+/// Inserts rows, many per statement. Only three statement shapes (32, 8 and 1 rows), so
+/// each is prepared once and cached, whatever the batch size.
+pub async fn insert_many(
     conn: &mut SqliteConnection,
-    d: &NewDelivery,
-    status: DeliveryStatus,
-    queue_seq: Option<i64>,
-    reason: Option<&str>,
+    rows: &[InsertRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO deliveries (id, webhook_id, agent_id, status, queue_seq, event, provider_delivery_id,
-             verified, reason, received_at, attempts, size_bytes, headers, body)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-    )
-    .bind(d.id.as_str())
-    .bind(d.webhook_id.as_str())
-    .bind(d.agent_id.as_str())
-    .bind(status.as_str())
-    .bind(queue_seq)
-    .bind(d.event.as_deref())
-    .bind(d.provider_delivery_id.as_deref())
-    .bind(d.verified)
-    .bind(reason)
-    .bind(d.received_at)
-    .bind(d.body.len() as i64)
-    .bind(&d.headers)
-    .bind(d.body.as_ref())
-    .execute(conn)
-    .await?;
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = [32, 8, 1]
+            .into_iter()
+            .find(|&n| rest.len() >= n)
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(n);
+        let sql = format!("{INSERT_COLUMNS}{}", vec![INSERT_ROW; n].join(", "));
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            let d = r.d;
+            q = q
+                .bind(d.id.as_str())
+                .bind(d.webhook_id.as_str())
+                .bind(d.agent_id.as_str())
+                .bind(r.status.as_str())
+                .bind(r.queue_seq)
+                .bind(d.event.as_deref())
+                .bind(d.provider_delivery_id.as_deref())
+                .bind(d.verified)
+                .bind(r.reason)
+                .bind(d.received_at)
+                .bind(d.body.len() as i64)
+                .bind(d.headers.as_str())
+                .bind(d.body.as_ref());
+        }
+        q.execute(&mut *conn).await?;
+        rest = tail;
+    }
     Ok(())
 }
 
