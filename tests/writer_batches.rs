@@ -10,7 +10,9 @@ use common::spawn_app;
 async fn a_burst_of_acks_is_committed_with_one_attempt_each() {
     let app = spawn_app().await;
     let (agent, agent_token) = app.create_agent("bot").await;
-    let wh = app.create_webhook(&app.owner_token, &agent, "gh", "generic").await;
+    let wh = app
+        .create_webhook(&app.owner_token, &agent, "gh", "generic")
+        .await;
     let wid = wh["webhookId"].as_str().unwrap();
     let mut ids = Vec::new();
     for n in 0..60 {

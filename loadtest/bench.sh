@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every figure of BENCHMARKS.md three times against release builds, writing one JSON
+# report per run to $OUT (default ./bench-results). Usage: loadtest/bench.sh [scenario...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench-results}
+RUNS=${RUNS:-3}
+mkdir -p "$OUT"
+cargo build --release -p hookhub -p loadtest
+LT=target/release/loadtest
+run() { # name, args...
+  local name=$1; shift
+  for i in $(seq 1 "$RUNS"); do
+    echo "== $name run $i: loadtest $*" >&2
+    "$LT" --json "$OUT/$name-$i.json" "$@" | sed -n '/^|/p;/^- /p;/^  - /p'
+  done
+}
+scenarios=${*:-ingest latency backlog backlog-many connections}
+for s in $scenarios; do
+  case $s in
+    ingest)       run ingest ingest --agents 4 --posters 256 --body-bytes 1024 --requests 200000 ;;
+    latency)      run latency latency --rates 1000,10000 --seconds 10 --agents 4 --posters 128 --body-bytes 1024 ;;
+    backlog)      run backlog backlog --agents 1 --per-agent 100000 --posters 256 --body-bytes 1024 ;;
+    backlog-many) run backlog-many backlog --agents 1000 --per-agent 100 --posters 256 --body-bytes 1024 ;;
+    connections)  run connections connections --connections max --idle-seconds 30 ;;
+    *) echo "unknown scenario $s" >&2; exit 2 ;;
+  esac
+done
