@@ -42,7 +42,7 @@ async fn counters_follow_an_ingested_and_acked_delivery() {
     let wid = wh["webhookId"].as_str().unwrap();
 
     // Queued while the agent is offline: the backlog shows it.
-    let r = app.ingest(wid, r#"{"n":1}"#, &[]).await;
+    let r = app.ingest_signed(wid, r#"{"n":1}"#, &[]).await;
     assert_eq!(r.status, 202, "{:?}", r.json);
     let id = r.json["deliveryId"].as_str().unwrap().to_owned();
     let queued = scrape(&app).await;

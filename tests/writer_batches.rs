@@ -16,7 +16,7 @@ async fn a_burst_of_acks_is_committed_with_one_attempt_each() {
     let wid = wh["webhookId"].as_str().unwrap();
     let mut ids = Vec::new();
     for n in 0..60 {
-        let r = app.ingest(wid, format!(r#"{{"n":{n}}}"#), &[]).await;
+        let r = app.ingest_signed(wid, format!(r#"{{"n":{n}}}"#), &[]).await;
         assert_eq!(r.status, 202);
         ids.push(r.json["deliveryId"].as_str().unwrap().to_owned());
     }

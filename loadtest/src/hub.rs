@@ -75,6 +75,13 @@ impl Hub {
             .ok_or("`hookhub account create` printed no token")?
             .to_owned();
 
+        // The per-webhook rate limit is a policy, not a capacity: off unless asked for, so
+        // that it does not cap what is measured.
+        let mut args: Vec<String> = Vec::new();
+        if !launch.args.iter().any(|a| a.starts_with("--rate-limit")) {
+            args.push("--rate-limit=0".to_owned());
+        }
+        args.extend(launch.args.iter().cloned());
         let log_path = dir.path().join("hub.log");
         let log = std::fs::File::create(&log_path)?;
         // The hub inherits this process's file limit, raised to the hard limit at start.
@@ -83,7 +90,7 @@ impl Hub {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
-            .args(launch.args)
+            .args(&args)
             .env("RUST_LOG", launch.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -43,6 +43,9 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub posters: usize,
     pub total: u64,
+    /// Makes each post's `webhook-id` (the sender's delivery id, which the hub dedupes on)
+    /// unique across runs against the same webhooks; set by [`crate::scenarios::post_all`].
+    pub run_id: u64,
 }
 
 /// What one poster did.
@@ -69,6 +72,7 @@ pub async fn run(plan: Arc<Plan>, poster: usize, start: Instant) -> PosterResult
     let m = plan.posters as u64;
     let count = plan.total / m + u64::from((poster as u64) < plan.total % m);
     let mut conn: Option<Conn> = None;
+    let run = plan.run_id;
     let pad_base = plan.body_bytes;
     for k in 0..count {
         // Global post number j = k·M + poster: the schedule is exact for the whole run.
@@ -91,7 +95,7 @@ pub async fn run(plan: Arc<Plan>, poster: usize, start: Instant) -> PosterResult
             t: unix_nanos(),
         };
         let body = body_of(&marker, pad_base);
-        let msg_id = format!("msg_{poster}_{k}");
+        let msg_id = format!("msg_{run}_{poster}_{k}");
         let ts = (marker.t / 1_000_000_000).to_string();
         let sig = sign(&webhook.key, &msg_id, &ts, &body);
         let headers = [

@@ -39,6 +39,7 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
         body_bytes: args.body_bytes,
         rate: None,
         posters: args.posters,
+        run_id: 0,
         total,
     };
     let (posters, posting) = post_all(plan).await?;

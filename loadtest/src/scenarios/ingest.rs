@@ -64,6 +64,7 @@ pub async fn online_phase(
         body_bytes: args.body_bytes,
         rate: args.rate,
         posters: args.posters,
+        run_id: 0,
         total: args.requests,
     };
     let (posters, posting) = post_all(plan).await?;

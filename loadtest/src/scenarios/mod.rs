@@ -131,7 +131,8 @@ impl Online {
 }
 
 /// Runs every poster of `plan` to the end; also how long posting took.
-pub async fn post_all(plan: Plan) -> Result<(Vec<PosterResult>, Duration), Error> {
+pub async fn post_all(mut plan: Plan) -> Result<(Vec<PosterResult>, Duration), Error> {
+    plan.run_id = agent::unix_nanos();
     let plan = Arc::new(plan);
     // A short head start, so that every poster is ready when the schedule begins.
     let start = Instant::now() + Duration::from_millis(20);
