@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Runs every figure of BENCHMARKS.md three times against release builds, writing one JSON
-# report per run to $OUT (default ./bench-results). Usage: loadtest/bench.sh [scenario...]
+# report per run to $OUT (default target/bench-results). Usage: loadtest/bench.sh [scenario...]
+# HUB_BIN picks another hub binary (default target/release/hookhub).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-bench-results}
+OUT=${OUT:-target/bench-results}
 RUNS=${RUNS:-3}
 mkdir -p "$OUT"
 cargo build --release -p hookhub -p loadtest
 LT=target/release/loadtest
+HUB=${HUB_BIN:-target/release/hookhub}
 run() { # name, args...
   local name=$1; shift
   for i in $(seq 1 "$RUNS"); do
     echo "== $name run $i: loadtest $*" >&2
-    "$LT" --json "$OUT/$name-$i.json" "$@" | sed -n '/^|/p;/^- /p;/^  - /p'
+    "$LT" --hub-bin "$HUB" --json "$OUT/$name-$i.json" "$@" | sed -n '/^|/p;/^- /p;/^  - /p'
   done
 }
 scenarios=${*:-ingest latency backlog backlog-many connections}

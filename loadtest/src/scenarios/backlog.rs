@@ -107,7 +107,7 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
         _ => None,
     };
     let flush_rate = (flush > Duration::ZERO).then(|| accepted as f64 / flush.as_secs_f64());
-    let figures = vec![
+    let mut figures = vec![
         Figure::new("queued (offline)", Some(accepted as f64), "deliveries"),
         Figure::new(
             "queueing rate",
@@ -115,7 +115,7 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
             "/s",
         ),
         Figure::new("flush to last ack", Some(flush.as_secs_f64()), "s"),
-        Figure::new("flush rate", flush_rate, "/s").target(Target::AtLeast(50_000.0)),
+        Figure::new("flush rate", flush_rate, "/s"),
         Figure::new(
             "flush to last ack committed",
             Some(acks_done.as_secs_f64()),
@@ -126,7 +126,7 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
             rss_queued.map(|r| r as f64 / MIB),
             "MiB",
         ),
-        Figure::new("hub RSS growth during the flush", growth, "MiB").target(Target::AtMost(50.0)),
+        Figure::new("hub RSS growth during the flush", growth, "MiB"),
         Figure::new(
             "hub CPU per 1,000 flushed",
             cpu_per_1000(cpu0, cpu1, accepted),
@@ -134,6 +134,11 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
         ),
     ];
     // Over the whole phase: queueing and flush.
+    // The targets are for one agent's backlog; many agents each hold a window.
+    if args.agents == 1 {
+        figures[3].set_target(Target::AtLeast(50_000.0));
+        figures[6].set_target(Target::AtMost(50.0));
+    }
     let mut hub_metrics = metrics_delta(&before_queueing, &after);
     hub_metrics["rss_before_queueing_mib"] = json!(rss_empty.map(|r| r as f64 / MIB));
     hub_metrics["rss_peak_during_flush_mib"] = json!(peak as f64 / MIB);
