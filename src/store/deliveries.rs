@@ -333,6 +333,24 @@ pub async fn insert_many(
     Ok(())
 }
 
+/// Inserts one row: [`insert_many`] with one row, for callers outside the writer's
+/// batches (tests that seed a store directly).
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    d: &NewDelivery,
+    status: DeliveryStatus,
+    queue_seq: Option<i64>,
+    reason: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let row = InsertRow {
+        d,
+        status,
+        queue_seq,
+        reason,
+    };
+    insert_many(conn, &[row]).await
+}
+
 /// A JSON array of ids, bound as one parameter and read with `json_each`: one statement
 /// text for any number of ids, so it is prepared once and cached.
 fn id_array<'a>(ids: impl Iterator<Item = &'a str>) -> String {
