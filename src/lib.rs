@@ -44,4 +44,5 @@ pub mod routes;
 pub mod service;
 pub mod startup;
 pub mod store;
+pub mod webhook_cache;
 pub mod writer;

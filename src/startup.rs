@@ -94,6 +94,7 @@ impl Application {
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             metrics,
+            webhooks: Arc::default(),
         };
 
         let data = web::Data::new(hub.clone());

@@ -6,8 +6,6 @@
 //! then is it handed to the delivery writer, and the answer is 2xx only once the writer
 //! reports it durable. Slack's `url_verification` is answered here and never queued.
 
-use std::sync::Arc;
-
 use actix_web::{http::header::HeaderMap, web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
@@ -71,8 +69,8 @@ async fn ingest(
     let started = std::time::Instant::now();
     let webhook_id = WebhookId::parse(&path).ok_or(ApiError::NotFound)?;
     let webhook = hub
-        .store
-        .active_webhook_for_ingest(&webhook_id)
+        .webhooks
+        .active(&hub.store, &webhook_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     if let Err(wait) = limiter.check(&webhook.id) {
@@ -90,8 +88,8 @@ async fn ingest(
 
     let mut delivery = NewDelivery {
         id: DeliveryId::generate(),
-        webhook_id: webhook.id,
-        agent_id: webhook.agent_id,
+        webhook_id: webhook.id.clone(),
+        agent_id: webhook.agent_id.clone(),
         provider: webhook.provider,
         event: inspection.event,
         provider_delivery_id: inspection.provider_delivery_id,
@@ -99,7 +97,7 @@ async fn ingest(
         received_at,
         headers: headers_json(req.headers()),
         body,
-        secrets: Arc::new(webhook.secrets),
+        secrets: webhook.secrets.clone(),
     };
     match inspection.verdict {
         Verdict::Verified => delivery.verified = true,

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::Registry, auth::Caller, config::Config, crypto::MasterKey, error::ApiError,
-    ids::AgentId, metrics::Metrics, store::OwnedAgent, store::Store, writer::DeliveryWriter,
+    ids::AgentId, metrics::Metrics, store::OwnedAgent, store::Store, webhook_cache::WebhookCache,
+    writer::DeliveryWriter,
 };
 
 /// Everything a request or a session needs, shared by all of them.
@@ -34,6 +35,8 @@ pub struct Hub {
     pub shutdown: CancellationToken,
     /// This hub's counters and histograms (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Active webhooks as ingest sees them; invalidated by every change to one.
+    pub webhooks: Arc<WebhookCache>,
 }
 
 /// The agent named by a path (`me` for an agent caller), if the caller owns it. Anything

@@ -131,6 +131,7 @@ pub async fn rotate(
     if !found {
         return Err(ApiError::NotFound);
     }
+    hub.webhooks.invalidate(&id);
     tracing::info!(webhook_id = %id, "signing secret rotated");
     Ok(RotatedSecret {
         webhook_id: id.to_string(),
@@ -170,6 +171,7 @@ pub async fn set_provider_secret(
     {
         return Err(ApiError::NotFound);
     }
+    hub.webhooks.invalidate(&id);
     tracing::info!(webhook_id = %id, "provider secret set");
     Ok(())
 }
@@ -189,6 +191,7 @@ pub async fn deactivate(
     {
         return Err(ApiError::NotFound);
     }
+    hub.webhooks.invalidate(&id);
     tracing::info!(webhook_id = %id, "webhook deactivated");
     Ok(Deactivated {
         webhook_id: id.to_string(),

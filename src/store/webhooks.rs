@@ -1,5 +1,7 @@
 //! Webhooks. Every query but the ingest lookup is scoped by an [`OwnedAgent`].
 
+use std::sync::Arc;
+
 use sqlx::{sqlite::SqliteRow, Row};
 
 use super::{OwnedAgent, Store};
@@ -37,7 +39,7 @@ pub struct IngestWebhook {
     pub id: WebhookId,
     pub agent_id: AgentId,
     pub provider: Provider,
-    pub secrets: SealedSecrets,
+    pub secrets: Arc<SealedSecrets>,
 }
 
 const WEBHOOK_COLUMNS: &str =
@@ -195,12 +197,12 @@ impl Store {
                 id: WebhookId::from_trusted(r.get("id")),
                 agent_id: AgentId::from_trusted(r.get("agent_id")),
                 provider: Provider::parse(&provider).unwrap_or(Provider::Generic),
-                secrets: SealedSecrets {
+                secrets: Arc::new(SealedSecrets {
                     signing: r.get("signing_secret"),
                     previous: r.get("previous_secret"),
                     previous_until: r.get("previous_secret_until"),
                     provider: r.get("provider_secret"),
-                },
+                }),
             }
         }))
     }
