@@ -260,7 +260,7 @@ impl WriterTask {
         let mut answers = Vec::with_capacity(batch.len());
         let mut routed = Vec::new();
         let (ops, started) = (batch.len(), Instant::now());
-        let result = self.apply(batch.drain(..), &mut answers, &mut routed).await;
+        let result = self.apply(batch, &mut answers, &mut routed).await;
         match result {
             Ok(acked) => {
                 self.metrics.observe_commit(ops, started.elapsed());
@@ -314,12 +314,25 @@ impl WriterTask {
     /// many deliveries the batch acked.
     async fn apply(
         &mut self,
-        ops: impl Iterator<Item = Op>,
+        ops: &mut Vec<Op>,
         answers: &mut Vec<Answer>,
         routed: &mut Vec<Arc<PendingDelivery>>,
     ) -> Result<u64, sqlx::Error> {
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
         let now = clock::now_ms();
+        // Earlier deliveries carrying the batch's provider delivery ids, in one read.
+        let keys: Vec<(&str, &str)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Ingest(d, _) => d
+                    .provider_delivery_id
+                    .as_deref()
+                    .map(|pid| (d.webhook_id.as_str(), pid)),
+                _ => None,
+            })
+            .collect();
+        let originals = deliveries::find_originals(&mut tx, &keys).await?;
+        drop(keys);
         // Provider delivery ids inserted earlier in this same batch.
         let mut seen_in_batch: HashMap<(WebhookId, String), DeliveryId> = HashMap::new();
         let mut sent_ids = Vec::new();
@@ -332,15 +345,15 @@ impl WriterTask {
         // reads them (a requeue, retention) and at the end; routed in the same order.
         let mut rows: Vec<Row> = Vec::new();
         let mut acked = 0;
-        for op in ops {
+        for op in ops.drain(..) {
             match op {
                 Op::Ingest(d, reply) => {
                     if let Some(pid) = &d.provider_delivery_id {
                         let key = (d.webhook_id.clone(), pid.clone());
-                        let original = match seen_in_batch.get(&key) {
-                            Some(id) => Some(id.clone()),
-                            None => deliveries::find_original(&mut tx, &d.webhook_id, pid).await?,
-                        };
+                        let original = originals
+                            .get(&key)
+                            .or_else(|| seen_in_batch.get(&key))
+                            .cloned();
                         if let Some(original) = original {
                             rows.push(Row::new(d, DeliveryStatus::Duplicate, None, None));
                             answers.push(Answer::Ingest(reply, IngestOutcome::Duplicate(original)));

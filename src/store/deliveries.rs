@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use sqlx::{sqlite::SqliteRow, Row, SqliteConnection};
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use super::{OwnedAgent, SealedSecrets, Store};
 use crate::metrics::BacklogSnapshot;
@@ -264,22 +264,35 @@ pub async fn count_pending(
     .await
 }
 
-/// The delivery that first carried this provider delivery id on this webhook, if any.
-pub async fn find_original(
+/// For each `(webhook id, provider delivery id)`, the delivery that first carried it on
+/// that webhook, if any: one statement for a whole batch of ingests.
+pub async fn find_originals(
     conn: &mut SqliteConnection,
-    webhook_id: &WebhookId,
-    provider_delivery_id: &str,
-) -> Result<Option<DeliveryId>, sqlx::Error> {
-    let id: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM deliveries
-         WHERE webhook_id = ? AND provider_delivery_id = ? AND status NOT IN ('rejected', 'duplicate')
-         ORDER BY seq LIMIT 1",
+    keys: &[(&str, &str)],
+) -> Result<HashMap<(WebhookId, String), DeliveryId>, sqlx::Error> {
+    let mut originals = HashMap::new();
+    if keys.is_empty() {
+        return Ok(originals);
+    }
+    let pairs = serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned());
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT d.webhook_id, d.provider_delivery_id, d.id
+         FROM json_each(?1) j
+         JOIN deliveries d ON d.webhook_id = json_extract(j.value, '$[0]')
+             AND d.provider_delivery_id = json_extract(j.value, '$[1]')
+             AND d.provider_delivery_id IS NOT NULL
+         WHERE d.status NOT IN ('rejected', 'duplicate')
+         ORDER BY d.seq",
     )
-    .bind(webhook_id.as_str())
-    .bind(provider_delivery_id)
-    .fetch_optional(conn)
+    .bind(pairs)
+    .fetch_all(conn)
     .await?;
-    Ok(id.map(DeliveryId::from_trusted))
+    for (webhook_id, provider_delivery_id, id) in rows {
+        originals
+            .entry((WebhookId::from_trusted(webhook_id), provider_delivery_id))
+            .or_insert_with(|| DeliveryId::from_trusted(id));
+    }
+    Ok(originals)
 }
 
 /// A row for [`insert_many`].
