@@ -707,3 +707,46 @@ async fn past_the_rate_limit_ingest_answers_429_with_retry_after_and_stores_noth
     .await;
     assert_eq!(r.status, 202, "{:?}", r.json);
 }
+
+/// A session that signed frames before a rotation signs the next ones with the new secret
+/// (and the old one, during the overlap), not with what it had opened before.
+#[actix_web::test]
+async fn frames_after_a_rotation_are_signed_with_the_new_secret() {
+    let app = spawn_app().await;
+    let (agent, token, wid, old) = webhook(&app, "github").await;
+    let mut sock = app.connect(&token).await;
+    let body = r#"{"n":1}"#;
+    let push = |secret: String| {
+        let app = &app;
+        let wid = wid.clone();
+        async move {
+            let r = post(
+                app,
+                &wid,
+                body,
+                &h(&[("X-Hub-Signature-256", &github_signature(&secret, body))]),
+            )
+            .await;
+            assert_eq!(r.status, 202, "{:?}", r.json);
+        }
+    };
+    push(old.clone()).await;
+    let before = receive(&mut sock).await;
+    assert!(frame_verifies(&before, &old));
+
+    let rotated = app
+        .post(
+            &format!("/v1/agents/{agent}/webhooks/{wid}/rotate"),
+            &app.owner_token,
+            serde_json::json!({}),
+        )
+        .await;
+    let new = rotated.json["signingSecret"].as_str().unwrap().to_owned();
+    push(new.clone()).await;
+    let after = receive(&mut sock).await;
+    assert!(frame_verifies(&after, &new), "signed with the new secret");
+    assert!(
+        frame_verifies(&after, &old),
+        "and the old one during the overlap"
+    );
+}

@@ -30,6 +30,7 @@ use crate::{
     clock,
     ids::{AgentId, DeliveryId},
     protocol::{self, Inbound},
+    providers::Signer,
     service::Hub,
     store::{OwnedAgent, PendingDelivery},
 };
@@ -86,6 +87,8 @@ pub struct AgentSession {
     /// Taken, not yet sent: at most about two windows.
     buffered: VecDeque<Arc<PendingDelivery>>,
     in_flight: HashMap<DeliveryId, InFlight>,
+    /// Each webhook's signing keys, opened once for this session's frames.
+    signer: Signer,
     /// Tool calls running, at most [`MAX_CALLS_IN_FLIGHT`].
     calls: usize,
     last_heard: Instant,
@@ -111,6 +114,7 @@ impl AgentSession {
             fetching: true,
             buffered: VecDeque::new(),
             in_flight: HashMap::new(),
+            signer: Signer::default(),
             calls: 0,
             last_heard: Instant::now(),
             last_ping: Instant::now(),
@@ -143,7 +147,7 @@ impl AgentSession {
         attempt: i64,
         ctx: &mut Context<Self>,
     ) -> bool {
-        let signature = crate::providers::sign_delivery(&self.hub.key, d);
+        let signature = self.signer.sign(&self.hub.key, d);
         let frame = protocol::delivery_frame(d, attempt, signature.as_ref());
         let handed = self.send_frame(Outbound::Text(frame), ctx);
         if handed {

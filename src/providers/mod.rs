@@ -66,7 +66,7 @@ pub mod signing;
 pub mod slack;
 pub mod stripe;
 
-pub use signing::sign_delivery;
+pub use signing::Signer;
 
 /// What a provider's scheme says of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,10 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use std::collections::HashMap;
+
 use crate::{
-    clock, crypto::MasterKey, protocol::Signature, service::webhooks::signing_aad,
+    clock, crypto::MasterKey, ids::WebhookId, protocol::Signature, service::webhooks::signing_aad,
     store::PendingDelivery,
 };
 
@@ -20,10 +22,18 @@ pub fn standard_webhooks_signature(
     timestamp: i64,
     body: &[u8],
 ) -> Option<String> {
-    let key = STANDARD
+    signature_with_key(&decode_secret(secret)?, id, timestamp, body)
+}
+
+/// The HMAC key of a `whsec_…` secret.
+fn decode_secret(secret: &str) -> Option<Vec<u8>> {
+    STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-        .ok()?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
+        .ok()
+}
+
+fn signature_with_key(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
@@ -35,38 +45,78 @@ pub fn standard_webhooks_signature(
     ))
 }
 
-/// The `signature` object of a delivery frame. `None` only if the sealed secret cannot be
-/// opened, which is logged: the frame then goes without one rather than not at all.
-pub fn sign_delivery(key: &MasterKey, d: &PendingDelivery) -> Option<Signature> {
-    let now_ms = clock::now_ms();
-    let timestamp = now_ms / 1000;
-    let aad = signing_aad(&d.webhook_id);
-    let open = |sealed: &[u8]| match key.open(sealed, &aad) {
-        Ok(secret) => Some(secret),
-        Err(e) => {
-            tracing::error!(webhook_id = %d.webhook_id, error = %e, "cannot open the signing secret");
-            None
-        }
-    };
-    let current = open(&d.secrets.signing)?;
-    let mut signatures = vec![standard_webhooks_signature(
-        current.expose(),
-        d.id.as_str(),
-        timestamp,
-        &d.body,
-    )?];
-    if let (Some(previous), Some(until)) = (&d.secrets.previous, d.secrets.previous_until) {
-        if now_ms < until {
-            if let Some(sig) = open(previous).and_then(|p| {
-                standard_webhooks_signature(p.expose(), d.id.as_str(), timestamp, &d.body)
-            }) {
-                signatures.push(sig);
+/// One webhook's signing keys, opened and decoded, with the sealed form they came from.
+struct OpenedKeys {
+    sealed_signing: Vec<u8>,
+    sealed_previous: Option<Vec<u8>>,
+    current: Vec<u8>,
+    /// The previous key, and the end (ms) of its overlap.
+    previous: Option<(Vec<u8>, i64)>,
+}
+
+impl OpenedKeys {
+    fn open(key: &MasterKey, d: &PendingDelivery) -> Option<Self> {
+        let aad = signing_aad(&d.webhook_id);
+        let open = |sealed: &[u8]| match key.open(sealed, &aad) {
+            Ok(secret) => decode_secret(secret.expose()),
+            Err(e) => {
+                tracing::error!(webhook_id = %d.webhook_id, error = %e, "cannot open the signing secret");
+                None
+            }
+        };
+        let previous = match (&d.secrets.previous, d.secrets.previous_until) {
+            (Some(sealed), Some(until)) => open(sealed).map(|k| (k, until)),
+            _ => None,
+        };
+        Some(Self {
+            sealed_signing: d.secrets.signing.clone(),
+            sealed_previous: d.secrets.previous.clone(),
+            current: open(&d.secrets.signing)?,
+            previous,
+        })
+    }
+
+    /// Still the keys this delivery carries (a rotation since changes the sealed form).
+    fn matches(&self, d: &PendingDelivery) -> bool {
+        self.sealed_signing == d.secrets.signing && self.sealed_previous == d.secrets.previous
+    }
+}
+
+/// Signs frames for one agent session, opening each webhook's sealed secrets once rather
+/// than once per frame (the one-agent backlog flush signs tens of thousands a second).
+#[derive(Default)]
+pub struct Signer {
+    keys: HashMap<WebhookId, OpenedKeys>,
+}
+
+impl Signer {
+    /// The `signature` object of a delivery frame. `None` only if the sealed secret cannot
+    /// be opened, which is logged: the frame then goes without one rather than not at all.
+    pub fn sign(&mut self, key: &MasterKey, d: &PendingDelivery) -> Option<Signature> {
+        let keys = match self.keys.get(&d.webhook_id) {
+            Some(k) if k.matches(d) => k,
+            _ => {
+                let opened = OpenedKeys::open(key, d)?;
+                self.keys.insert(d.webhook_id.clone(), opened);
+                self.keys.get(&d.webhook_id)?
+            }
+        };
+        let now_ms = clock::now_ms();
+        let timestamp = now_ms / 1000;
+        let mut signature = signature_with_key(&keys.current, d.id.as_str(), timestamp, &d.body)?;
+        if let Some((previous, until)) = &keys.previous {
+            if now_ms < *until {
+                if let Some(also) = signature_with_key(previous, d.id.as_str(), timestamp, &d.body)
+                {
+                    signature.push(' ');
+                    signature.push_str(&also);
+                }
             }
         }
+        Some(Signature {
+            id: d.id.to_string(),
+            timestamp: timestamp.to_string(),
+            signature,
+        })
     }
-    Some(Signature {
-        id: d.id.to_string(),
-        timestamp: timestamp.to_string(),
-        signature: signatures.join(" "),
-    })
 }
