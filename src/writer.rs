@@ -335,15 +335,7 @@ impl WriterTask {
         drop(keys);
         // Provider delivery ids inserted earlier in this same batch.
         let mut seen_in_batch: HashMap<(WebhookId, String), DeliveryId> = HashMap::new();
-        let mut sent_ids = Vec::new();
-        // Sends and acks are applied in a few statements, before anything whose outcome
-        // they could change (a requeue, retention) and at the end. Until then an agent's
-        // pending count may be high by the acks waiting, so the backlog cap errs on the
-        // side of refusing.
-        let mut acks: HashMap<AgentId, Vec<DeliveryId>> = HashMap::new();
-        // New rows are inserted many per statement, in receipt order, before anything that
-        // reads them (a requeue, retention) and at the end; routed in the same order.
-        let mut rows: Vec<Row> = Vec::new();
+        let mut deferred = Deferred::default();
         let mut acked = 0;
         for op in ops.drain(..) {
             match op {
@@ -355,7 +347,9 @@ impl WriterTask {
                             .or_else(|| seen_in_batch.get(&key))
                             .cloned();
                         if let Some(original) = original {
-                            rows.push(Row::new(d, DeliveryStatus::Duplicate, None, None));
+                            deferred
+                                .rows
+                                .push(Row::new(d, DeliveryStatus::Duplicate, None, None));
                             answers.push(Answer::Ingest(reply, IngestOutcome::Duplicate(original)));
                             continue;
                         }
@@ -377,30 +371,28 @@ impl WriterTask {
                     let queue_seq = self.next_queue_seq;
                     self.next_queue_seq += 1;
                     let id = d.id.clone();
-                    rows.push(Row::new(d, DeliveryStatus::Queued, Some(queue_seq), None));
+                    deferred
+                        .rows
+                        .push(Row::new(d, DeliveryStatus::Queued, Some(queue_seq), None));
                     answers.push(Answer::Ingest(reply, IngestOutcome::Queued(id)));
                 }
                 Op::Reject(d, reason, reply) => {
-                    rows.push(Row::new(d, DeliveryStatus::Rejected, None, Some(reason)));
+                    deferred
+                        .rows
+                        .push(Row::new(d, DeliveryStatus::Rejected, None, Some(reason)));
                     answers.push(Answer::Reject(reply));
                 }
-                Op::Ack(agent_id, id) => acks.entry(agent_id).or_default().push(id),
-                Op::Sent(ids) => sent_ids.extend(ids),
+                Op::Ack(agent_id, id) => deferred.acks.entry(agent_id).or_default().push(id),
+                Op::Sent(ids) => deferred.sent_ids.extend(ids),
                 Op::Requeue {
                     owner,
                     webhook_id,
                     id,
                     reply,
                 } => {
-                    insert_rows(&mut tx, &mut rows, routed).await?;
-                    acked += apply_sends_and_acks(
-                        &mut tx,
-                        &mut sent_ids,
-                        &mut acks,
-                        &mut self.pending_counts,
-                        now,
-                    )
-                    .await?;
+                    acked += deferred
+                        .apply(&mut tx, routed, &mut self.pending_counts, now)
+                        .await?;
                     let queue_seq = self.next_queue_seq;
                     match deliveries::requeue(&mut tx, &owner, &webhook_id, &id, queue_seq).await? {
                         Some((pending, was_pending)) => {
@@ -421,15 +413,9 @@ impl WriterTask {
                     expired_cutoff,
                     reply,
                 } => {
-                    insert_rows(&mut tx, &mut rows, routed).await?;
-                    acked += apply_sends_and_acks(
-                        &mut tx,
-                        &mut sent_ids,
-                        &mut acks,
-                        &mut self.pending_counts,
-                        now,
-                    )
-                    .await?;
+                    acked += deferred
+                        .apply(&mut tx, routed, &mut self.pending_counts, now)
+                        .await?;
                     let counts =
                         deliveries::apply_retention(&mut tx, cutoff, expired_cutoff).await?;
                     answers.push(Answer::Retention(reply, counts));
@@ -437,15 +423,9 @@ impl WriterTask {
                 Op::Barrier(reply) => answers.push(Answer::Barrier(reply)),
             }
         }
-        insert_rows(&mut tx, &mut rows, routed).await?;
-        acked += apply_sends_and_acks(
-            &mut tx,
-            &mut sent_ids,
-            &mut acks,
-            &mut self.pending_counts,
-            now,
-        )
-        .await?;
+        acked += deferred
+            .apply(&mut tx, routed, &mut self.pending_counts, now)
+            .await?;
         tx.commit().await?;
         Ok(acked)
     }
@@ -472,6 +452,39 @@ impl Row {
             queue_seq,
             reason,
         }
+    }
+}
+
+/// What a batch applies in a few statements rather than one per op: new rows, send
+/// markers and acks. It is applied before anything whose outcome it could change (a
+/// requeue, retention) and at the end of the batch. Until then an agent's pending count
+/// may be high by the acks waiting, so the backlog cap errs on the side of refusing.
+#[derive(Default)]
+struct Deferred {
+    /// In receipt order; routed in the same order.
+    rows: Vec<Row>,
+    sent_ids: Vec<DeliveryId>,
+    acks: HashMap<AgentId, Vec<DeliveryId>>,
+}
+
+impl Deferred {
+    /// Applies and clears everything waiting; how many acks took effect.
+    async fn apply(
+        &mut self,
+        conn: &mut SqliteConnection,
+        routed: &mut Vec<Arc<PendingDelivery>>,
+        pending_counts: &mut HashMap<AgentId, i64>,
+        now: i64,
+    ) -> Result<u64, sqlx::Error> {
+        insert_rows(conn, &mut self.rows, routed).await?;
+        apply_sends_and_acks(
+            conn,
+            &mut self.sent_ids,
+            &mut self.acks,
+            pending_counts,
+            now,
+        )
+        .await
     }
 }
 
