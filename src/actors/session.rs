@@ -68,7 +68,8 @@ struct InFlight {
 }
 
 pub struct AgentSession {
-    hub: Hub,
+    /// Shared, not copied: one pointer per session instead of a clone of every handle.
+    hub: Arc<Hub>,
     agent: OwnedAgent,
     /// Frames to the socket writer task.
     out: mpsc::Sender<Outbound>,
@@ -96,7 +97,7 @@ pub struct AgentSession {
 }
 
 impl AgentSession {
-    pub fn new(hub: Hub, agent: OwnedAgent, out: mpsc::Sender<Outbound>) -> Self {
+    pub fn new(hub: Arc<Hub>, agent: OwnedAgent, out: mpsc::Sender<Outbound>) -> Self {
         let config = hub.config.clone();
         Self {
             hub,

@@ -32,7 +32,7 @@ async fn connect(
     let stream = stream.max_frame_size(MAX_INBOUND_FRAME);
     // Room for a full window of deliveries plus control frames and call results.
     let (out_tx, out_rx) = mpsc::channel(hub.config.window as usize + 64);
-    let session = AgentSession::new(hub.get_ref().clone(), agent, out_tx).start();
+    let session = AgentSession::new(hub.into_inner(), agent, out_tx).start();
     actix_web::rt::spawn(write_socket(socket, out_rx));
     actix_web::rt::spawn(read_socket(stream, session));
     Ok(response)
