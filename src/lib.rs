@@ -21,6 +21,7 @@
 //! - [`protocol`]: the JSON frames spoken on the agent socket.
 //! - [`providers`]: one module per provider's signature scheme and event names.
 //! - [`ratelimit`]: the per-webhook token buckets ingest checks before reading a body.
+//! - [`webhook_cache`]: active webhooks as ingest sees them, invalidated by every change.
 //! - [`listen`]: `hookhub listen`, a client of a running hub that forwards an agent's
 //!   deliveries to a local app or prints them, acking each once it is handed over.
 //! - [`metrics`]: the counters and histograms served on `/metrics`.
