@@ -132,17 +132,9 @@ async fn offline_backlog_arrives_in_order_when_the_agent_connects() {
     let app = spawn_app().await;
     let (agent, token, wid) = agent_with_webhook(&app).await;
     let posted = post_streams(&app, std::slice::from_ref(&wid), 1, 30).await;
-    let list = app
-        .get(
-            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
-            &app.owner_token,
-        )
-        .await;
-    assert!(list.json["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|d| d["status"] == "queued"));
+    let list = app.activity(&agent, &wid).await;
+    assert_eq!(list.len(), 30);
+    assert!(list.iter().all(|d| d["status"] == "queued"));
 
     let mut sock = app.connect(&token).await;
     let got = receive_in_order(&mut sock, 30, true, 0).await;
@@ -357,13 +349,8 @@ async fn a_body_over_the_limit_is_413_and_not_stored() {
         app.ingest_signed(&wid, vec![b'c'; 1024], &[]).await.status,
         202
     );
-    let list = app
-        .get(
-            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
-            &app.owner_token,
-        )
-        .await;
-    assert_eq!(list.json["deliveries"].as_array().unwrap().len(), 1);
+    let list = app.activity(&agent, &wid).await;
+    assert_eq!(list.len(), 1);
 }
 
 #[actix_web::test]
@@ -387,13 +374,8 @@ async fn unknown_and_deactivated_webhooks_are_the_same_404() {
     assert_eq!(gone.raw, unknown.raw);
     assert_eq!(gone.raw, garbage.raw);
     // Its history stays readable.
-    let list = app
-        .get(
-            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
-            &app.owner_token,
-        )
-        .await;
-    assert_eq!(list.json["deliveries"].as_array().unwrap().len(), 1);
+    let list = app.activity(&agent, &wid).await;
+    assert_eq!(list.len(), 1);
 }
 
 #[actix_web::test]
@@ -609,13 +591,8 @@ async fn retention_expires_unacked_and_prunes_acked() {
     sock.close().await;
     let unacked = app.ingest_signed(&wid, "never read", &[]).await.json["deliveryId"].clone();
     sleep(Duration::from_millis(1500)).await;
-    let list = app
-        .get(
-            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries"),
-            &app.owner_token,
-        )
-        .await;
-    let ds = list.json["deliveries"].as_array().unwrap();
+    let list = app.activity(&agent, &wid).await;
+    let ds = &list;
     assert_eq!(ds.len(), 1, "the acked delivery was pruned: {ds:?}");
     assert_eq!(ds[0]["deliveryId"], unacked);
     assert_eq!(ds[0]["status"], "expired");

@@ -120,17 +120,6 @@ async fn set_provider_secret(app: &TestApp, agent: &str, wid: &str, secret: &str
 }
 
 /// The webhook's activity, newest first.
-async fn activity(app: &TestApp, agent: &str, wid: &str) -> Vec<Value> {
-    let r = app
-        .get(
-            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries?limit=100"),
-            &app.owner_token,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.json);
-    r.json["deliveries"].as_array().unwrap().clone()
-}
-
 fn assert_invalid_signature(r: &Resp, what: &str) {
     assert_eq!(r.status, 401, "{what}: {:?}", r.json);
     assert_eq!(r.json["error"]["code"], "invalid_signature", "{what}");
@@ -235,7 +224,7 @@ async fn tampered_stale_wrongly_keyed_and_garbage_requests_get_401_and_a_rejecte
     assert_invalid_signature(&r, "no headers");
 
     // Every refusal is in the activity with its reason, unverified, and none was queued.
-    let rows = activity(&app, &agent, &wid).await;
+    let rows = app.activity(&agent, &wid).await;
     assert_eq!(rows.len(), 5, "{rows:?}");
     for row in &rows {
         assert_eq!(row["status"], "rejected", "{row}");
@@ -394,7 +383,7 @@ async fn the_previous_secret_verifies_inside_the_overlap_and_not_after() {
     assert!(frame_verifies(&d, &new));
     assert!(!frame_verifies(&d, &old));
 
-    let rows = activity(&app, &agent, &wid).await;
+    let rows = app.activity(&agent, &wid).await;
     let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == "rejected").count(),
@@ -446,7 +435,7 @@ async fn a_duplicate_is_answered_with_the_original_id_and_not_delivered_twice() 
         other.json["deliveryId"]
     );
 
-    let rows = activity(&app, &agent, &wid).await;
+    let rows = app.activity(&agent, &wid).await;
     let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses.len(), 3, "{statuses:?}");
     assert_eq!(rows[1]["status"], "duplicate");
@@ -612,7 +601,7 @@ async fn slack_challenge_is_echoed_after_its_signature_checks_and_never_queued()
     assert_eq!(d["event"], "app_mention");
     // The activity holds the forged handshake (rejected), the event and its duplicate;
     // the genuine handshake is not a delivery at all.
-    let rows = activity(&app, &agent, &wid).await;
+    let rows = app.activity(&agent, &wid).await;
     let seen: Vec<(&str, &str)> = rows
         .iter()
         .map(|r| (r["status"].as_str().unwrap(), r["event"].as_str().unwrap()))
@@ -692,7 +681,7 @@ async fn past_the_rate_limit_ingest_answers_429_with_retry_after_and_stores_noth
     // An unsigned request is limited too, before it could be recorded as rejected.
     let r = post(&app, &wid, body, &[]).await;
     assert_eq!(r.status, 429);
-    assert_eq!(activity(&app, &agent, &wid).await.len(), 2);
+    assert_eq!(app.activity(&agent, &wid).await.len(), 2);
 
     // Another webhook has a bucket of its own.
     let other = app.create_webhook(&token, "me", "other", "generic").await;

@@ -248,6 +248,18 @@ impl HubClient {
         r.json
     }
 
+    /// A webhook's activity as its owner sees it (newest first, up to 100).
+    pub async fn activity(&self, agent: &str, webhook_id: &str) -> Vec<Value> {
+        let r = self
+            .get(
+                &format!("/v1/agents/{agent}/webhooks/{webhook_id}/deliveries?limit=100"),
+                &self.owner_token,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.json);
+        r.json["deliveries"].as_array().unwrap().clone()
+    }
+
     /// Opens the agent's socket.
     pub async fn connect(&self, agent_token: &str) -> AgentSocket {
         let url = format!("ws://127.0.0.1:{}/v1/agent/connect", self.port);
