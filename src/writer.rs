@@ -15,7 +15,7 @@ use std::{
 };
 
 use actix::Addr;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
     ids::{AgentId, DeliveryId, WebhookId},
     metrics::Metrics,
     store::{
-        deliveries::{self, InsertRow, NewDelivery},
+        deliveries::{self, BatchWrites, InsertRow, NewDelivery},
         DeliveryStatus, OwnedAgent, PendingDelivery, Store,
     },
 };
@@ -318,7 +318,19 @@ impl WriterTask {
         answers: &mut Vec<Answer>,
         routed: &mut Vec<Arc<PendingDelivery>>,
     ) -> Result<u64, sqlx::Error> {
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let result = self.apply_in_transaction(ops, answers, routed).await;
+        if result.is_err() {
+            deliveries::rollback(&mut self.conn).await;
+        }
+        result
+    }
+
+    async fn apply_in_transaction(
+        &mut self,
+        ops: &mut Vec<Op>,
+        answers: &mut Vec<Answer>,
+        routed: &mut Vec<Arc<PendingDelivery>>,
+    ) -> Result<u64, sqlx::Error> {
         let now = clock::now_ms();
         // Earlier deliveries carrying the batch's provider delivery ids, in one read.
         let keys: Vec<(&str, &str)> = ops
@@ -331,7 +343,8 @@ impl WriterTask {
                 _ => None,
             })
             .collect();
-        let originals = deliveries::find_originals(&mut tx, &keys).await?;
+        let originals = deliveries::begin_batch(&mut self.conn, &keys).await?;
+        let conn = &mut self.conn;
         drop(keys);
         // Provider delivery ids inserted earlier in this same batch.
         let mut seen_in_batch: HashMap<(WebhookId, String), DeliveryId> = HashMap::new();
@@ -357,7 +370,7 @@ impl WriterTask {
                     }
                     let count = match self.pending_counts.get(&d.agent_id) {
                         Some(c) => *c,
-                        None => deliveries::count_pending(&mut tx, &d.agent_id).await?,
+                        None => deliveries::count_pending(conn, &d.agent_id).await?,
                     };
                     if count >= i64::try_from(self.backlog_cap).unwrap_or(i64::MAX) {
                         self.pending_counts.insert(d.agent_id.clone(), count);
@@ -382,7 +395,7 @@ impl WriterTask {
                         .push(Row::new(d, DeliveryStatus::Rejected, None, Some(reason)));
                     answers.push(Answer::Reject(reply));
                 }
-                Op::Ack(agent_id, id) => deferred.acks.entry(agent_id).or_default().push(id),
+                Op::Ack(agent_id, id) => deferred.acks.push((agent_id, id)),
                 Op::Sent(ids) => deferred.sent_ids.extend(ids),
                 Op::Requeue {
                     owner,
@@ -391,10 +404,10 @@ impl WriterTask {
                     reply,
                 } => {
                     acked += deferred
-                        .apply(&mut tx, routed, &mut self.pending_counts, now)
+                        .apply(conn, routed, &mut self.pending_counts, now, false)
                         .await?;
                     let queue_seq = self.next_queue_seq;
-                    match deliveries::requeue(&mut tx, &owner, &webhook_id, &id, queue_seq).await? {
+                    match deliveries::requeue(conn, &owner, &webhook_id, &id, queue_seq).await? {
                         Some((pending, was_pending)) => {
                             self.next_queue_seq += 1;
                             if !was_pending {
@@ -414,19 +427,18 @@ impl WriterTask {
                     reply,
                 } => {
                     acked += deferred
-                        .apply(&mut tx, routed, &mut self.pending_counts, now)
+                        .apply(conn, routed, &mut self.pending_counts, now, false)
                         .await?;
-                    let counts =
-                        deliveries::apply_retention(&mut tx, cutoff, expired_cutoff).await?;
+                    let counts = deliveries::apply_retention(conn, cutoff, expired_cutoff).await?;
                     answers.push(Answer::Retention(reply, counts));
                 }
                 Op::Barrier(reply) => answers.push(Answer::Barrier(reply)),
             }
         }
+        // The last statements and the COMMIT go to SQLite together.
         acked += deferred
-            .apply(&mut tx, routed, &mut self.pending_counts, now)
+            .apply(conn, routed, &mut self.pending_counts, now, true)
             .await?;
-        tx.commit().await?;
         Ok(acked)
     }
 }
@@ -457,85 +469,60 @@ impl Row {
 
 /// What a batch applies in a few statements rather than one per op: new rows, send
 /// markers and acks. It is applied before anything whose outcome it could change (a
-/// requeue, retention) and at the end of the batch. Until then an agent's pending count
-/// may be high by the acks waiting, so the backlog cap errs on the side of refusing.
+/// requeue, retention) and at the end of the batch, with the commit. Until then an
+/// agent's pending count may be high by the acks waiting, so the backlog cap errs on the
+/// side of refusing.
 #[derive(Default)]
 struct Deferred {
     /// In receipt order; routed in the same order.
     rows: Vec<Row>,
     sent_ids: Vec<DeliveryId>,
-    acks: HashMap<AgentId, Vec<DeliveryId>>,
+    acks: Vec<(AgentId, DeliveryId)>,
 }
 
 impl Deferred {
-    /// Applies and clears everything waiting; how many acks took effect.
+    /// Applies and clears everything waiting (and with `commit`, commits); how many acks
+    /// took effect. The queued rows join `routed`, in order.
     async fn apply(
         &mut self,
         conn: &mut SqliteConnection,
         routed: &mut Vec<Arc<PendingDelivery>>,
         pending_counts: &mut HashMap<AgentId, i64>,
         now: i64,
+        commit: bool,
     ) -> Result<u64, sqlx::Error> {
-        insert_rows(conn, &mut self.rows, routed).await?;
-        apply_sends_and_acks(
-            conn,
-            &mut self.sent_ids,
-            &mut self.acks,
-            pending_counts,
-            now,
-        )
-        .await
-    }
-}
-
-/// Inserts and clears the waiting rows; the queued ones join `routed`, in order.
-async fn insert_rows(
-    conn: &mut SqliteConnection,
-    rows: &mut Vec<Row>,
-    routed: &mut Vec<Arc<PendingDelivery>>,
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let insert: Vec<InsertRow> = rows
-        .iter()
-        .map(|r| InsertRow {
-            d: &r.d,
-            status: r.status,
-            queue_seq: r.queue_seq,
-            reason: r.reason.as_deref(),
-        })
-        .collect();
-    deliveries::insert_many(conn, &insert).await?;
-    for r in rows.drain(..) {
-        if let (DeliveryStatus::Queued, Some(seq)) = (r.status, r.queue_seq) {
-            routed.push(Arc::new(PendingDelivery::from_new(r.d, seq)));
+        let rows: Vec<InsertRow> = self
+            .rows
+            .iter()
+            .map(|r| InsertRow {
+                d: &r.d,
+                status: r.status,
+                queue_seq: r.queue_seq,
+                reason: r.reason.as_deref(),
+            })
+            .collect();
+        let writes = BatchWrites {
+            rows: &rows,
+            sent: &self.sent_ids,
+            acks: &self.acks,
+            at: now,
+        };
+        let acked_by_agent = deliveries::write_batch(conn, &writes, commit).await?;
+        drop(rows);
+        self.sent_ids.clear();
+        self.acks.clear();
+        for r in self.rows.drain(..) {
+            if let (DeliveryStatus::Queued, Some(seq)) = (r.status, r.queue_seq) {
+                routed.push(Arc::new(PendingDelivery::from_new(r.d, seq)));
+            }
         }
-    }
-    Ok(())
-}
-
-/// Applies and clears the waiting sends, then the waiting acks (one statement per agent):
-/// in that order, because a delivery acked in this batch was sent before, and its send
-/// must be recorded while it is still pending. How many acks took effect.
-async fn apply_sends_and_acks(
-    conn: &mut SqliteConnection,
-    sent_ids: &mut Vec<DeliveryId>,
-    acks: &mut HashMap<AgentId, Vec<DeliveryId>>,
-    pending_counts: &mut HashMap<AgentId, i64>,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
-    if !sent_ids.is_empty() {
-        deliveries::mark_sent_many(conn, sent_ids, now).await?;
-        sent_ids.clear();
-    }
-    let mut acked = 0;
-    for (agent_id, ids) in acks.drain() {
-        let n = deliveries::ack_many(conn, &agent_id, &ids, now).await?;
-        if let Some(c) = pending_counts.get_mut(&agent_id) {
-            *c -= n as i64;
+        let mut acked = 0;
+        for (agent_id, n) in acked_by_agent {
+            if let Some(c) = pending_counts.get_mut(&agent_id) {
+                *c -= n as i64;
+            }
+            acked += n;
         }
-        acked += n;
+        Ok(acked)
     }
-    Ok(acked)
 }

@@ -4,7 +4,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::spawn_app;
+use common::{
+    spawn_app,
+    store::{new_delivery, seeded_store},
+};
+use hookhub::store::{
+    deliveries::{self, BatchWrites, InsertRow},
+    DeliveryStatus,
+};
 
 #[actix_web::test]
 async fn a_burst_of_acks_is_committed_with_one_attempt_each() {
@@ -48,4 +55,117 @@ async fn a_burst_of_acks_is_committed_with_one_attempt_each() {
         assert_eq!(d["attempts"], 1, "{d}");
         assert!(d["sentAt"].is_string() && d["ackedAt"].is_string(), "{d}");
     }
+}
+
+fn queued(rows: &[hookhub::store::deliveries::NewDelivery]) -> Vec<InsertRow<'_>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, d)| InsertRow {
+            d,
+            status: DeliveryStatus::Queued,
+            queue_seq: Some(i as i64 + 1),
+            reason: None,
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_batch_that_fails_keeps_nothing_and_the_next_one_commits() {
+    let seeded = seeded_store(1).await;
+    let (agent, webhook) = &seeded.agents[0];
+    let mut conn = seeded.store.dedicated_connection().await.unwrap();
+
+    // 40 rows: the first 32 go in one round trip and succeed; the last repeats an id, so
+    // the second round trip fails before its COMMIT.
+    let mut rows: Vec<_> = (0..39).map(|_| new_delivery(agent, webhook, 1)).collect();
+    rows.push(rows[0].clone());
+    let insert = queued(&rows);
+    let writes = BatchWrites {
+        rows: &insert,
+        sent: &[],
+        acks: &[],
+        at: 1,
+    };
+    deliveries::begin_batch(&mut conn, &[]).await.unwrap();
+    let failed = deliveries::write_batch(&mut conn, &writes, true).await;
+    assert!(
+        failed.is_err(),
+        "a repeated delivery id must fail the batch"
+    );
+    deliveries::rollback(&mut conn).await;
+    assert_eq!(seeded.store.backlog_depth(agent).await.unwrap(), 0);
+
+    let rows = [new_delivery(agent, webhook, 2)];
+    let insert = queued(&rows);
+    let writes = BatchWrites {
+        rows: &insert,
+        sent: &[],
+        acks: &[],
+        at: 2,
+    };
+    deliveries::begin_batch(&mut conn, &[]).await.unwrap();
+    deliveries::write_batch(&mut conn, &writes, true)
+        .await
+        .unwrap();
+    assert_eq!(seeded.store.backlog_depth(agent).await.unwrap(), 1);
+}
+
+#[actix_web::test]
+async fn one_batch_acks_for_several_agents_each_only_its_own() {
+    let seeded = seeded_store(2).await;
+    let ((a, wa), (b, wb)) = (&seeded.agents[0], &seeded.agents[1]);
+    let mut conn = seeded.store.dedicated_connection().await.unwrap();
+    let rows = [
+        new_delivery(a, wa, 1),
+        new_delivery(a, wa, 1),
+        new_delivery(a, wa, 1),
+        new_delivery(b, wb, 1),
+        new_delivery(b, wb, 1),
+    ];
+    let insert = queued(&rows);
+    let id = |i: usize| rows[i].id.clone();
+    let writes = BatchWrites {
+        rows: &insert,
+        sent: &[],
+        acks: &[],
+        at: 1,
+    };
+    deliveries::begin_batch(&mut conn, &[]).await.unwrap();
+    deliveries::write_batch(&mut conn, &writes, true)
+        .await
+        .unwrap();
+
+    // a's first two twice over, b's first, and b trying to ack a's third.
+    let acks = [
+        (a.clone(), id(0)),
+        (a.clone(), id(1)),
+        (a.clone(), id(0)),
+        (b.clone(), id(3)),
+        (b.clone(), id(2)),
+    ];
+    // a's third sent twice before this commit, b's second once.
+    let sent = [id(2), id(2), id(4)];
+    let writes = BatchWrites {
+        rows: &[],
+        sent: &sent,
+        acks: &acks,
+        at: 2,
+    };
+    deliveries::begin_batch(&mut conn, &[]).await.unwrap();
+    let acked = deliveries::write_batch(&mut conn, &writes, true)
+        .await
+        .unwrap();
+    assert_eq!(acked.get(a), Some(&2));
+    assert_eq!(acked.get(b), Some(&1));
+    assert_eq!(seeded.store.backlog_depth(a).await.unwrap(), 1);
+    assert_eq!(seeded.store.backlog_depth(b).await.unwrap(), 1);
+
+    let state = |i: usize| {
+        sqlx::query_as::<_, (String, i64)>("SELECT status, attempts FROM deliveries WHERE id = ?")
+            .bind(rows[i].id.as_str().to_owned())
+            .fetch_one(seeded.store.pool())
+    };
+    assert_eq!(state(2).await.unwrap(), ("sent".to_owned(), 2));
+    assert_eq!(state(4).await.unwrap(), ("sent".to_owned(), 1));
+    assert_eq!(state(3).await.unwrap().0, "acked");
 }

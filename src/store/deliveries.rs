@@ -264,20 +264,24 @@ pub async fn count_pending(
     .await
 }
 
-/// For each `(webhook id, provider delivery id)`, the delivery that first carried it on
-/// that webhook, if any: one statement for a whole batch of ingests.
-pub async fn find_originals(
+/// Opens the writer's transaction and, in the same round trip to SQLite's thread, finds
+/// for each `(webhook id, provider delivery id)` the delivery that first carried it on
+/// that webhook, if any.
+///
+/// The writer owns the transaction by hand (`BEGIN` here, `COMMIT` at the end of
+/// [`write_batch`], [`rollback`] on any error) rather than through `sqlx::Transaction`,
+/// because each statement sent on its own is a hand-off to the connection's thread and
+/// back, and at thousands of deliveries a second those hand-offs, not SQLite, were most of
+/// a commit's time.
+pub async fn begin_batch(
     conn: &mut SqliteConnection,
     keys: &[(&str, &str)],
 ) -> Result<HashMap<(WebhookId, String), DeliveryId>, sqlx::Error> {
-    let mut originals = HashMap::new();
-    if keys.is_empty() {
-        return Ok(originals);
-    }
     let pairs = serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned());
     let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT d.webhook_id, d.provider_delivery_id, d.id
-         FROM json_each(?1) j
+        "BEGIN IMMEDIATE;
+         SELECT d.webhook_id, d.provider_delivery_id, d.id
+         FROM json_each(?) j
          JOIN deliveries d ON d.webhook_id = json_extract(j.value, '$[0]')
              AND d.provider_delivery_id = json_extract(j.value, '$[1]')
              AND d.provider_delivery_id IS NOT NULL
@@ -287,6 +291,7 @@ pub async fn find_originals(
     .bind(pairs)
     .fetch_all(conn)
     .await?;
+    let mut originals = HashMap::new();
     for (webhook_id, provider_delivery_id, id) in rows {
         originals
             .entry((WebhookId::from_trusted(webhook_id), provider_delivery_id))
@@ -295,7 +300,15 @@ pub async fn find_originals(
     Ok(originals)
 }
 
-/// A row for [`insert_many`].
+/// Ends a transaction opened by [`begin_batch`] without keeping anything. Harmless when
+/// none is open (a failed `COMMIT` may or may not have ended it).
+pub async fn rollback(conn: &mut SqliteConnection) {
+    if let Err(e) = sqlx::query("ROLLBACK").execute(conn).await {
+        tracing::debug!(error = %e, "rollback after a failed batch");
+    }
+}
+
+/// A row for [`write_batch`].
 pub struct InsertRow<'a> {
     pub d: &'a NewDelivery,
     pub status: DeliveryStatus,
@@ -303,51 +316,136 @@ pub struct InsertRow<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// What a batch writes in bulk: new rows, send markers and acks.
+pub struct BatchWrites<'a> {
+    /// In receipt order.
+    pub rows: &'a [InsertRow<'a>],
+    /// One entry per send: a delivery sent twice before the commit counts two attempts.
+    pub sent: &'a [DeliveryId],
+    /// Each ack with the agent that sent it; an agent acks only its own deliveries.
+    pub acks: &'a [(AgentId, DeliveryId)],
+    pub at: i64,
+}
+
 const INSERT_COLUMNS: &str = "INSERT INTO deliveries (id, webhook_id, agent_id, status, queue_seq,
     event, provider_delivery_id, verified, reason, received_at, attempts, size_bytes, headers, body)
     VALUES ";
 const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)";
+/// Rows per insert statement: a batch is `k` statements of the first size, then at most
+/// three of the second and seven of the third.
+const INSERT_SIZES: [usize; 3] = [32, 8, 1];
+const MARK_SENT: &str =
+    "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + ?
+    WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('queued', 'sent')";
+/// Every ack of the batch, whichever agent's, in one statement; the row value keeps each
+/// ack to its own agent's deliveries and the planner on the id index.
+const ACK: &str = "UPDATE deliveries SET status = 'acked', acked_at = ?
+    WHERE (id, agent_id) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                             FROM json_each(?))
+      AND status IN ('queued', 'sent')
+    RETURNING agent_id";
 
-/// Inserts rows, many per statement. Only three statement shapes (32, 8 and 1 rows), so
-/// each is prepared once and cached, whatever the batch size.
-pub async fn insert_many(
+/// Applies a batch's rows, sends and acks, and with `commit` ends the transaction, in two
+/// round trips: the 32-row inserts, then everything else. Each statement text depends only
+/// on how many inserts of each size it holds, so the connection's statement cache keeps
+/// them all prepared (about a hundred texts). Returns how many deliveries each agent's
+/// acks moved from pending to `acked`.
+pub async fn write_batch(
     conn: &mut SqliteConnection,
-    rows: &[InsertRow<'_>],
-) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let n = [32, 8, 1]
-            .into_iter()
-            .find(|&n| rest.len() >= n)
-            .unwrap_or(1);
-        let (chunk, tail) = rest.split_at(n);
-        let sql = format!("{INSERT_COLUMNS}{}", vec![INSERT_ROW; n].join(", "));
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            let d = r.d;
-            q = q
-                .bind(d.id.as_str())
-                .bind(d.webhook_id.as_str())
-                .bind(d.agent_id.as_str())
-                .bind(r.status.as_str())
-                .bind(r.queue_seq)
-                .bind(d.event.as_deref())
-                .bind(d.provider_delivery_id.as_deref())
-                .bind(d.verified)
-                .bind(r.reason)
-                .bind(d.received_at)
-                .bind(d.body.len() as i64)
-                .bind(d.headers.as_str())
-                .bind(d.body.as_ref());
-        }
-        q.execute(&mut *conn).await?;
-        rest = tail;
+    w: &BatchWrites<'_>,
+    commit: bool,
+) -> Result<HashMap<AgentId, u64>, sqlx::Error> {
+    let [big, mid, _] = INSERT_SIZES;
+    let (bulk, rest) = w.rows.split_at(w.rows.len() / big * big);
+    if !bulk.is_empty() {
+        let sql = insert_statements(bulk.len() / big, big);
+        bind_rows(sqlx::query(&sql), bulk)
+            .execute(&mut *conn)
+            .await?;
     }
-    Ok(())
+
+    // A delivery sent more than once since the last commit is rare: a statement of its own
+    // per count keeps the common case (one send each) in the last round trip.
+    let mut sends: HashMap<&str, i64> = HashMap::new();
+    for id in w.sent {
+        *sends.entry(id.as_str()).or_default() += 1;
+    }
+    let mut by_count: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
+    for (id, n) in sends {
+        by_count.entry(n).or_default().push(id);
+    }
+    let sent_once = by_count.remove(&1).unwrap_or_default();
+    for (n, ids) in by_count {
+        sqlx::query(MARK_SENT)
+            .bind(w.at)
+            .bind(n)
+            .bind(id_array(ids.into_iter()))
+            .execute(&mut *conn)
+            .await?;
+    }
+
+    let (mids, ones) = (rest.len() / mid, rest.len() % mid);
+    let mut sql = insert_statements(mids, mid);
+    sql.push_str(&insert_statements(ones, 1));
+    sql.push_str(MARK_SENT);
+    sql.push_str(";\n");
+    sql.push_str(ACK);
+    if commit {
+        sql.push_str(";\nCOMMIT");
+    }
+    let acks: Vec<(&str, &str)> = w
+        .acks
+        .iter()
+        .map(|(agent, id)| (id.as_str(), agent.as_str()))
+        .collect();
+    let acks = serde_json::to_string(&acks).unwrap_or_else(|_| "[]".to_owned());
+    let acked_by = bind_rows(sqlx::query(&sql), rest)
+        .bind(w.at)
+        .bind(1_i64)
+        .bind(id_array(sent_once.into_iter()))
+        .bind(w.at)
+        .bind(acks)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut acked = HashMap::new();
+    for row in acked_by {
+        let agent_id: String = row.try_get(0)?;
+        *acked.entry(AgentId::from_trusted(agent_id)).or_default() += 1;
+    }
+    Ok(acked)
 }
 
-/// Inserts one row: [`insert_many`] with one row, for callers outside the writer's
-/// batches (tests that seed a store directly).
+/// `count` insert statements of `rows` rows each, each ending in `;`.
+fn insert_statements(count: usize, rows: usize) -> String {
+    let one = format!("{INSERT_COLUMNS}{};\n", vec![INSERT_ROW; rows].join(", "));
+    one.repeat(count)
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds rows in the order of [`INSERT_ROW`]'s parameters, for any number of statements.
+fn bind_rows<'q>(mut q: SqliteQuery<'q>, rows: &[InsertRow<'q>]) -> SqliteQuery<'q> {
+    for r in rows {
+        let d = r.d;
+        q = q
+            .bind(d.id.as_str())
+            .bind(d.webhook_id.as_str())
+            .bind(d.agent_id.as_str())
+            .bind(r.status.as_str())
+            .bind(r.queue_seq)
+            .bind(d.event.as_deref())
+            .bind(d.provider_delivery_id.as_deref())
+            .bind(d.verified)
+            .bind(r.reason)
+            .bind(d.received_at)
+            .bind(d.body.len() as i64)
+            .bind(d.headers.as_str())
+            .bind(d.body.as_ref());
+    }
+    q
+}
+
+/// Inserts one row inside the caller's transaction: for tests that seed a store directly.
 pub async fn insert(
     conn: &mut SqliteConnection,
     d: &NewDelivery,
@@ -355,13 +453,19 @@ pub async fn insert(
     queue_seq: Option<i64>,
     reason: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let row = InsertRow {
+    let rows = [InsertRow {
         d,
         status,
         queue_seq,
         reason,
+    }];
+    let w = BatchWrites {
+        rows: &rows,
+        sent: &[],
+        acks: &[],
+        at: 0,
     };
-    insert_many(conn, &[row]).await
+    write_batch(conn, &w, false).await.map(drop)
 }
 
 /// A JSON array of ids, bound as one parameter and read with `json_each`: one statement
@@ -369,57 +473,6 @@ pub async fn insert(
 fn id_array<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     let ids: Vec<&str> = ids.collect();
     serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// Acks many deliveries of one agent in one statement; how many moved from pending to
-/// `acked`. (`+agent_id` keeps the planner on the id index, not on the agent's whole
-/// pending queue.)
-pub async fn ack_many(
-    conn: &mut SqliteConnection,
-    agent_id: &AgentId,
-    ids: &[DeliveryId],
-    at: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE deliveries SET status = 'acked', acked_at = ?1
-         WHERE id IN (SELECT value FROM json_each(?2)) AND +agent_id = ?3
-           AND status IN ('queued', 'sent')",
-    )
-    .bind(at)
-    .bind(id_array(ids.iter().map(DeliveryId::as_str)))
-    .bind(agent_id.as_str())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// Marks deliveries sent, one statement per distinct number of sends in the batch (a
-/// delivery sent twice before the commit counts two attempts, as two statements would).
-pub async fn mark_sent_many(
-    conn: &mut SqliteConnection,
-    ids: &[DeliveryId],
-    at: i64,
-) -> Result<(), sqlx::Error> {
-    let mut sends: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-    for id in ids {
-        *sends.entry(id.as_str()).or_default() += 1;
-    }
-    let mut by_count: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
-    for (id, n) in sends {
-        by_count.entry(n).or_default().push(id);
-    }
-    for (n, ids) in by_count {
-        sqlx::query(
-            "UPDATE deliveries SET status = 'sent', sent_at = ?1, attempts = attempts + ?2
-             WHERE id IN (SELECT value FROM json_each(?3)) AND status IN ('queued', 'sent')",
-        )
-        .bind(at)
-        .bind(n)
-        .bind(id_array(ids.into_iter()))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }
 
 /// Puts a delivery back at the end of its agent's queue. `None` when it is not the

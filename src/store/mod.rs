@@ -60,9 +60,10 @@ impl Store {
         Ok(Self { pool, options })
     }
 
-    /// A connection of its own, outside the pool, for the delivery writer.
+    /// A connection of its own, outside the pool, for the delivery writer. Its statement
+    /// cache holds every shape of batch statement (`deliveries::write_batch`) at once.
     pub async fn dedicated_connection(&self) -> Result<SqliteConnection, sqlx::Error> {
-        SqliteConnection::connect_with(&self.options).await
+        SqliteConnection::connect_with(&self.options.clone().statement_cache_capacity(256)).await
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -14,6 +14,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 pub mod process;
+pub mod store;
 
 /// An in-process hub. Derefs to [`HubClient`] for talking to it.
 pub struct TestApp {
