@@ -7,6 +7,11 @@
 //!
 //! Being the only inserter, it also owns the things that must be decided atomically with
 //! the insert: the per-agent backlog cap, duplicate detection, and queue positions.
+//!
+//! Beside it runs a checkpointer on a connection of its own, copying the WAL into the
+//! database file while the writer goes on committing. Left to the writer, that copy
+//! (tens of MiB every couple of seconds at full load) happened inside a commit and held up
+//! every delivery waiting behind it.
 
 use std::{
     collections::HashMap,
@@ -16,7 +21,7 @@ use std::{
 
 use actix::Addr;
 use sqlx::SqliteConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::{
     actors::{messages::Route, Registry},
@@ -37,6 +42,9 @@ const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Nobody waits for them and losing one costs only a resend, so a commit (an fsync) of
 /// their own buys nothing, and it delays the next ingest that arrives while it runs.
 const LINGER: Duration = Duration::from_millis(10);
+/// How long the checkpointer lets commits gather before it copies them: at most ten
+/// checkpoints a second, none while nothing is written.
+const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 #[error("the delivery could not be stored: {0}")]
@@ -102,6 +110,11 @@ impl DeliveryWriter {
     ) -> Result<Self, sqlx::Error> {
         let mut conn = store.dedicated_connection().await?;
         let next_queue_seq = deliveries::max_queue_seq(&mut conn).await? + 1;
+        let committed = Arc::new(Notify::new());
+        tokio::spawn(checkpoints(
+            store.dedicated_connection().await?,
+            committed.clone(),
+        ));
         let (tx, rx) = mpsc::channel(8192);
         let task = WriterTask {
             conn,
@@ -111,6 +124,7 @@ impl DeliveryWriter {
             next_queue_seq,
             pending_counts: HashMap::new(),
             metrics,
+            committed,
         };
         tokio::spawn(task.run());
         Ok(Self { tx })
@@ -211,6 +225,8 @@ struct WriterTask {
     /// by this task, the only writer; cleared whenever a commit fails.
     pending_counts: HashMap<AgentId, i64>,
     metrics: Arc<Metrics>,
+    /// Wakes the checkpointer.
+    committed: Arc<Notify>,
 }
 
 /// What a committed batch owes its callers.
@@ -264,6 +280,7 @@ impl WriterTask {
         match result {
             Ok(acked) => {
                 self.metrics.observe_commit(ops, started.elapsed());
+                self.committed.notify_one();
                 self.metrics.acked.inc_by(acked);
                 for answer in answers {
                     match answer {
@@ -440,6 +457,19 @@ impl WriterTask {
             .apply(conn, routed, &mut self.pending_counts, now, true)
             .await?;
         Ok(acked)
+    }
+}
+
+/// Checkpoints the WAL a little after commits, until the runtime stops. A failure is
+/// logged and retried after the next commit: the WAL only grows meanwhile, and the
+/// writer's own checkpoint (`wal_autocheckpoint`) still bounds it.
+async fn checkpoints(mut conn: SqliteConnection, committed: Arc<Notify>) {
+    loop {
+        committed.notified().await;
+        tokio::time::sleep(CHECKPOINT_AFTER).await;
+        if let Err(e) = Store::checkpoint(&mut conn).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 

@@ -169,3 +169,35 @@ async fn one_batch_acks_for_several_agents_each_only_its_own() {
     assert_eq!(state(4).await.unwrap(), ("sent".to_owned(), 1));
     assert_eq!(state(3).await.unwrap().0, "acked");
 }
+
+#[actix_web::test]
+async fn commits_reach_the_database_file_without_waiting_for_a_full_wal() {
+    let app = spawn_app().await;
+    let (agent, _) = app.create_agent("bot").await;
+    let wh = app
+        .create_webhook(&app.owner_token, &agent, "gh", "generic")
+        .await;
+    let wid = wh["webhookId"].as_str().unwrap();
+    let db = app.data_dir.path().join("hookhub.db");
+    let before = std::fs::metadata(&db).unwrap().len();
+
+    // 160 KiB of bodies: far below the WAL size at which a commit checkpoints by itself,
+    // so only the checkpointer beside the writer can move them into the database file.
+    for n in 0..40 {
+        let body = format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(4096));
+        let r = app.ingest_signed(wid, body, &[]).await;
+        assert_eq!(r.status, 202);
+    }
+    let mut after = before;
+    for _ in 0..100 {
+        after = std::fs::metadata(&db).unwrap().len();
+        if after >= before + 160 * 1024 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        after >= before + 160 * 1024,
+        "database file {before} -> {after} bytes"
+    );
+}

@@ -47,9 +47,9 @@ impl Store {
             .foreign_keys(true)
             // The CLI writes to the same file while a server runs; wait rather than fail.
             .busy_timeout(Duration::from_secs(10))
-            // Checkpoint the WAL every ~40 MiB instead of SQLite's ~4 MiB: the writer pays
-            // for each checkpoint inside a commit, and with 1 KiB bodies the default made it
-            // checkpoint every few batches.
+            // A commit that leaves the WAL over ~40 MiB (not SQLite's ~4 MiB) checkpoints
+            // inside that commit. The copying is mostly done by then: `checkpoint` runs
+            // beside the writer; this is what lets the WAL start over from its beginning.
             .pragma("wal_autocheckpoint", "10000")
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
@@ -64,6 +64,19 @@ impl Store {
     /// cache holds every shape of batch statement (`deliveries::write_batch`) at once.
     pub async fn dedicated_connection(&self) -> Result<SqliteConnection, sqlx::Error> {
         SqliteConnection::connect_with(&self.options.clone().statement_cache_capacity(256)).await
+    }
+
+    /// Copies committed pages from the WAL into the database file, as far as it can
+    /// without waiting for anyone: writers go on appending meanwhile. With
+    /// `synchronous=FULL` the copied pages are synced before the WAL may be reused, so this
+    /// changes where data lives, never whether it is durable. Returns the WAL's frames and
+    /// how many of them are now in the database file.
+    pub async fn checkpoint(conn: &mut SqliteConnection) -> Result<(i64, i64), sqlx::Error> {
+        let (_busy, wal_frames, copied): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(conn)
+                .await?;
+        Ok((wal_frames, copied))
     }
 
     pub fn pool(&self) -> &SqlitePool {
