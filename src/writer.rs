@@ -109,7 +109,7 @@ impl DeliveryWriter {
         metrics: Arc<Metrics>,
     ) -> Result<Self, sqlx::Error> {
         let mut conn = store.dedicated_connection().await?;
-        let next_queue_seq = deliveries::max_queue_seq(&mut conn).await? + 1;
+        let (max_seq, max_queue_seq) = deliveries::max_seqs(&mut conn).await?;
         let committed = Arc::new(Notify::new());
         tokio::spawn(checkpoints(
             store.dedicated_connection().await?,
@@ -121,7 +121,8 @@ impl DeliveryWriter {
             rx,
             registry,
             backlog_cap,
-            next_queue_seq,
+            next_seq: max_seq + 1,
+            next_queue_seq: max_queue_seq + 1,
             pending_counts: HashMap::new(),
             metrics,
             committed,
@@ -220,6 +221,7 @@ struct WriterTask {
     rx: mpsc::Receiver<Op>,
     registry: Addr<Registry>,
     backlog_cap: u64,
+    next_seq: i64,
     next_queue_seq: i64,
     /// Pending (queued or sent) deliveries per agent, loaded on first use and kept exact
     /// by this task, the only writer; cleared whenever a commit fails.
@@ -272,7 +274,7 @@ impl WriterTask {
     }
 
     async fn commit(&mut self, batch: &mut Vec<Op>) {
-        let first_queue_seq = self.next_queue_seq;
+        let (first_seq, first_queue_seq) = (self.next_seq, self.next_queue_seq);
         let mut answers = Vec::with_capacity(batch.len());
         let mut routed = Vec::new();
         let (ops, started) = (batch.len(), Instant::now());
@@ -310,6 +312,7 @@ impl WriterTask {
             }
             Err(e) => {
                 tracing::error!(error = %e, "delivery batch failed to commit; nothing in it was accepted");
+                self.next_seq = first_seq;
                 self.next_queue_seq = first_queue_seq;
                 self.pending_counts.clear();
                 let err = || WriteError(e.to_string());
@@ -377,9 +380,13 @@ impl WriterTask {
                             .or_else(|| seen_in_batch.get(&key))
                             .cloned();
                         if let Some(original) = original {
-                            deferred
-                                .rows
-                                .push(Row::new(d, DeliveryStatus::Duplicate, None, None));
+                            deferred.rows.push(Row::new(
+                                &mut self.next_seq,
+                                d,
+                                DeliveryStatus::Duplicate,
+                                None,
+                                None,
+                            ));
                             answers.push(Answer::Ingest(reply, IngestOutcome::Duplicate(original)));
                             continue;
                         }
@@ -401,15 +408,23 @@ impl WriterTask {
                     let queue_seq = self.next_queue_seq;
                     self.next_queue_seq += 1;
                     let id = d.id.clone();
-                    deferred
-                        .rows
-                        .push(Row::new(d, DeliveryStatus::Queued, Some(queue_seq), None));
+                    deferred.rows.push(Row::new(
+                        &mut self.next_seq,
+                        d,
+                        DeliveryStatus::Queued,
+                        Some(queue_seq),
+                        None,
+                    ));
                     answers.push(Answer::Ingest(reply, IngestOutcome::Queued(id)));
                 }
                 Op::Reject(d, reason, reply) => {
-                    deferred
-                        .rows
-                        .push(Row::new(d, DeliveryStatus::Rejected, None, Some(reason)));
+                    deferred.rows.push(Row::new(
+                        &mut self.next_seq,
+                        d,
+                        DeliveryStatus::Rejected,
+                        None,
+                        Some(reason),
+                    ));
                     answers.push(Answer::Reject(reply));
                 }
                 Op::Ack(agent_id, id) => deferred.acks.push((agent_id, id)),
@@ -475,6 +490,7 @@ async fn checkpoints(mut conn: SqliteConnection, committed: Arc<Notify>) {
 
 /// A delivery row waiting to be inserted with the rest of its batch.
 struct Row {
+    seq: i64,
     d: NewDelivery,
     status: DeliveryStatus,
     queue_seq: Option<i64>,
@@ -482,13 +498,18 @@ struct Row {
 }
 
 impl Row {
+    /// A row numbered `next_seq`, which moves on.
     fn new(
+        next_seq: &mut i64,
         d: NewDelivery,
         status: DeliveryStatus,
         queue_seq: Option<i64>,
         reason: Option<String>,
     ) -> Self {
+        let seq = *next_seq;
+        *next_seq += 1;
         Self {
+            seq,
             d,
             status,
             queue_seq,
@@ -525,6 +546,7 @@ impl Deferred {
             .rows
             .iter()
             .map(|r| InsertRow {
+                seq: r.seq,
                 d: &r.d,
                 status: r.status,
                 queue_seq: r.queue_seq,

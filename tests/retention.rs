@@ -56,4 +56,13 @@ async fn retention_proceeds_in_bounded_steps() {
         steps.len()
     );
     assert_eq!(store.backlog_depth(agent).await.unwrap(), 0);
+    // A pruned delivery takes its headers and body with it.
+    let (rows, payloads): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM delivery_payloads)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows, unacked as i64);
+    assert_eq!(payloads, rows);
 }

@@ -61,6 +61,7 @@ fn queued(rows: &[hookhub::store::deliveries::NewDelivery]) -> Vec<InsertRow<'_>
     rows.iter()
         .enumerate()
         .map(|(i, d)| InsertRow {
+            seq: i as i64 + 1,
             d,
             status: DeliveryStatus::Queued,
             queue_seq: Some(i as i64 + 1),

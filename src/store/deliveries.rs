@@ -145,9 +145,10 @@ fn activity_from_row(r: &SqliteRow) -> ActivityRecord {
 
 const PENDING_SELECT: &str =
     "SELECT d.queue_seq, d.id, d.webhook_id, d.agent_id, w.provider, d.event,
-        d.received_at, d.verified, d.attempts, d.headers, d.body,
+        d.received_at, d.verified, d.attempts, p.headers, p.body,
         w.signing_secret, w.previous_secret, w.previous_secret_until, w.provider_secret
-    FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id";
+    FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+        JOIN delivery_payloads p ON p.seq = d.seq";
 
 fn pending_from_row(r: &SqliteRow) -> PendingDelivery {
     let provider: String = r.get("provider");
@@ -227,7 +228,8 @@ impl Store {
         id: &DeliveryId,
     ) -> Result<Option<(ActivityRecord, String, Vec<u8>)>, sqlx::Error> {
         let row = sqlx::query(&format!(
-            "SELECT {ACTIVITY_COLUMNS}, headers, body FROM deliveries
+            "SELECT {ACTIVITY_COLUMNS}, p.headers, p.body
+             FROM deliveries JOIN delivery_payloads p USING (seq)
              WHERE id = ? AND webhook_id = ? AND agent_id = ?"
         ))
         .bind(id.as_str())
@@ -246,8 +248,9 @@ impl Store {
 
 // ---- The delivery writer's statements -------------------------------------------------
 
-pub async fn max_queue_seq(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(queue_seq), 0) FROM deliveries")
+/// The highest `seq` and `queue_seq` so far: the writer numbers new rows after them.
+pub async fn max_seqs(conn: &mut SqliteConnection) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as("SELECT COALESCE(MAX(seq), 0), COALESCE(MAX(queue_seq), 0) FROM deliveries")
         .fetch_one(conn)
         .await
 }
@@ -310,6 +313,9 @@ pub async fn rollback(conn: &mut SqliteConnection) {
 
 /// A row for [`write_batch`].
 pub struct InsertRow<'a> {
+    /// Receipt order, assigned by the writer (the only inserter) so that the payload row
+    /// can name its delivery in the same statement text.
+    pub seq: i64,
     pub d: &'a NewDelivery,
     pub status: DeliveryStatus,
     pub queue_seq: Option<i64>,
@@ -327,10 +333,12 @@ pub struct BatchWrites<'a> {
     pub at: i64,
 }
 
-const INSERT_COLUMNS: &str = "INSERT INTO deliveries (id, webhook_id, agent_id, status, queue_seq,
-    event, provider_delivery_id, verified, reason, received_at, attempts, size_bytes, headers, body)
+const INSERT_COLUMNS: &str = "INSERT INTO deliveries (seq, id, webhook_id, agent_id, status,
+    queue_seq, event, provider_delivery_id, verified, reason, received_at, attempts, size_bytes)
     VALUES ";
-const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)";
+const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)";
+const INSERT_PAYLOAD_COLUMNS: &str = "INSERT INTO delivery_payloads (seq, headers, body) VALUES ";
+const INSERT_PAYLOAD_ROW: &str = "(?, ?, ?)";
 /// Rows per insert statement: a batch is `k` statements of the first size, then at most
 /// three of the second and seven of the third.
 const INSERT_SIZES: [usize; 3] = [32, 8, 1];
@@ -359,7 +367,7 @@ pub async fn write_batch(
     let (bulk, rest) = w.rows.split_at(w.rows.len() / big * big);
     if !bulk.is_empty() {
         let sql = insert_statements(bulk.len() / big, big);
-        bind_rows(sqlx::query(&sql), bulk)
+        bind_rows(sqlx::query(&sql), bulk, big)
             .execute(&mut *conn)
             .await?;
     }
@@ -399,7 +407,9 @@ pub async fn write_batch(
         .map(|(agent, id)| (id.as_str(), agent.as_str()))
         .collect();
     let acks = serde_json::to_string(&acks).unwrap_or_else(|_| "[]".to_owned());
-    let acked_by = bind_rows(sqlx::query(&sql), rest)
+    let (mid_rows, one_rows) = rest.split_at(mids * mid);
+    let q = bind_rows(sqlx::query(&sql), mid_rows, mid);
+    let acked_by = bind_rows(q, one_rows, 1)
         .bind(w.at)
         .bind(1_i64)
         .bind(id_array(sent_once.into_iter()))
@@ -415,32 +425,45 @@ pub async fn write_batch(
     Ok(acked)
 }
 
-/// `count` insert statements of `rows` rows each, each ending in `;`.
+/// `count` pairs of insert statements (deliveries, then their payloads) of `rows` rows
+/// each, each ending in `;`.
 fn insert_statements(count: usize, rows: usize) -> String {
-    let one = format!("{INSERT_COLUMNS}{};\n", vec![INSERT_ROW; rows].join(", "));
+    let one = format!(
+        "{INSERT_COLUMNS}{};\n{INSERT_PAYLOAD_COLUMNS}{};\n",
+        vec![INSERT_ROW; rows].join(", "),
+        vec![INSERT_PAYLOAD_ROW; rows].join(", ")
+    );
     one.repeat(count)
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
-/// Binds rows in the order of [`INSERT_ROW`]'s parameters, for any number of statements.
-fn bind_rows<'q>(mut q: SqliteQuery<'q>, rows: &[InsertRow<'q>]) -> SqliteQuery<'q> {
-    for r in rows {
-        let d = r.d;
-        q = q
-            .bind(d.id.as_str())
-            .bind(d.webhook_id.as_str())
-            .bind(d.agent_id.as_str())
-            .bind(r.status.as_str())
-            .bind(r.queue_seq)
-            .bind(d.event.as_deref())
-            .bind(d.provider_delivery_id.as_deref())
-            .bind(d.verified)
-            .bind(r.reason)
-            .bind(d.received_at)
-            .bind(d.body.len() as i64)
-            .bind(d.headers.as_str())
-            .bind(d.body.as_ref());
+/// Binds rows for [`insert_statements`] of `chunk` rows each: a chunk's rows in the order
+/// of [`INSERT_ROW`]'s parameters, then the same rows' payloads.
+fn bind_rows<'q>(mut q: SqliteQuery<'q>, rows: &[InsertRow<'q>], chunk: usize) -> SqliteQuery<'q> {
+    for rows in rows.chunks(chunk) {
+        for r in rows {
+            let d = r.d;
+            q = q
+                .bind(r.seq)
+                .bind(d.id.as_str())
+                .bind(d.webhook_id.as_str())
+                .bind(d.agent_id.as_str())
+                .bind(r.status.as_str())
+                .bind(r.queue_seq)
+                .bind(d.event.as_deref())
+                .bind(d.provider_delivery_id.as_deref())
+                .bind(d.verified)
+                .bind(r.reason)
+                .bind(d.received_at)
+                .bind(d.body.len() as i64);
+        }
+        for r in rows {
+            q = q
+                .bind(r.seq)
+                .bind(r.d.headers.as_str())
+                .bind(r.d.body.as_ref());
+        }
     }
     q
 }
@@ -453,7 +476,11 @@ pub async fn insert(
     queue_seq: Option<i64>,
     reason: Option<&str>,
 ) -> Result<(), sqlx::Error> {
+    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries")
+        .fetch_one(&mut *conn)
+        .await?;
     let rows = [InsertRow {
+        seq,
         d,
         status,
         queue_seq,

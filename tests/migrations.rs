@@ -1,0 +1,98 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! A data directory written by an earlier version opens with every delivery intact.
+
+use std::path::Path;
+
+use hookhub::{
+    ids::{AccountId, AgentId, DeliveryId, WebhookId},
+    store::Store,
+};
+use sqlx::{migrate::Migrator, sqlite::SqliteConnectOptions, ConnectOptions, Connection};
+
+#[actix_web::test]
+async fn deliveries_stored_before_payloads_moved_out_keep_their_headers_and_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookhub.db");
+    let (account, agent, webhook) = (
+        AccountId::generate(),
+        AgentId::generate(),
+        WebhookId::generate(),
+    );
+    let (queued, acked) = (DeliveryId::generate(), DeliveryId::generate());
+    let body: &[u8] = b"{\"n\":1}\xff\x00 not utf-8";
+
+    // The schema as it was before migration 3, with the body in the deliveries row.
+    {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        let mut old = Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
+            .await
+            .unwrap();
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version < 3)
+            .cloned()
+            .collect();
+        old.run(&mut conn).await.unwrap();
+        sqlx::query("INSERT INTO accounts VALUES (?, 'a', x'01', 0)")
+            .bind(account.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO agents VALUES (?, ?, 'b', x'02', 0, NULL)")
+            .bind(agent.as_str())
+            .bind(account.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO webhooks (id, agent_id, name, provider, created_by, signing_secret,
+                 created_at, updated_at) VALUES (?, ?, 'w', 'generic', 'user', x'03', 0, 0)",
+        )
+        .bind(webhook.as_str())
+        .bind(agent.as_str())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (id, status, queue_seq) in [(&queued, "queued", 1), (&acked, "acked", 2)] {
+            sqlx::query(
+                "INSERT INTO deliveries (id, webhook_id, agent_id, status, queue_seq, verified,
+                     received_at, attempts, size_bytes, headers, body)
+                 VALUES (?, ?, ?, ?, ?, 1, 5, 0, ?, '{\"x-h\":\"v\"}', ?)",
+            )
+            .bind(id.as_str())
+            .bind(webhook.as_str())
+            .bind(agent.as_str())
+            .bind(status)
+            .bind(queue_seq)
+            .bind(body.len() as i64)
+            .bind(body)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+
+    let store = Store::open(dir.path()).await.unwrap();
+    let owned = store.owned_agent(&account, &agent).await.unwrap().unwrap();
+    for id in [&queued, &acked] {
+        let (record, headers, stored) = store
+            .get_delivery(&owned, &webhook, id)
+            .await
+            .unwrap()
+            .expect("the delivery survives the migration");
+        assert_eq!(record.size_bytes, body.len() as i64);
+        assert_eq!(headers, r#"{"x-h":"v"}"#);
+        assert_eq!(stored, body);
+    }
+    let pending = store.pending_page(&agent, 0, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, queued);
+    assert_eq!(pending[0].body.as_ref(), body);
+}
