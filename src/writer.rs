@@ -65,7 +65,7 @@ enum Op {
     ),
     Reject(NewDelivery, String, oneshot::Sender<Result<(), WriteError>>),
     Ack(AgentId, DeliveryId),
-    Sent(Vec<DeliveryId>),
+    Sent(AgentId, Vec<DeliveryId>),
     Requeue {
         owner: OwnedAgent,
         webhook_id: WebhookId,
@@ -83,7 +83,7 @@ enum Op {
 impl Op {
     /// Someone is waiting for this op's commit.
     fn is_awaited(&self) -> bool {
-        !matches!(self, Op::Ack(..) | Op::Sent(_))
+        !matches!(self, Op::Ack(..) | Op::Sent(..))
     }
 
     fn body_len(&self) -> usize {
@@ -192,9 +192,9 @@ impl DeliveryWriter {
         self.fire(Op::Ack(agent_id, id));
     }
 
-    pub fn sent(&self, ids: Vec<DeliveryId>) {
+    pub fn sent(&self, agent_id: AgentId, ids: Vec<DeliveryId>) {
         if !ids.is_empty() {
-            self.fire(Op::Sent(ids));
+            self.fire(Op::Sent(agent_id, ids));
         }
     }
 
@@ -428,7 +428,9 @@ impl WriterTask {
                     answers.push(Answer::Reject(reply));
                 }
                 Op::Ack(agent_id, id) => deferred.acks.push((agent_id, id)),
-                Op::Sent(ids) => deferred.sent_ids.extend(ids),
+                Op::Sent(agent_id, ids) => deferred
+                    .sent_ids
+                    .extend(ids.into_iter().map(|id| (agent_id.clone(), id))),
                 Op::Requeue {
                     owner,
                     webhook_id,
@@ -527,7 +529,7 @@ impl Row {
 struct Deferred {
     /// In receipt order; routed in the same order.
     rows: Vec<Row>,
-    sent_ids: Vec<DeliveryId>,
+    sent_ids: Vec<(AgentId, DeliveryId)>,
     acks: Vec<(AgentId, DeliveryId)>,
 }
 

@@ -144,8 +144,14 @@ async fn one_batch_acks_for_several_agents_each_only_its_own() {
         (b.clone(), id(3)),
         (b.clone(), id(2)),
     ];
-    // a's third sent twice before this commit, b's second once.
-    let sent = [id(2), id(2), id(4)];
+    // Before this commit: a's third sent twice (b's ack of it must not take those sends
+    // over), a's second once (and acked: one write does both), b's second once.
+    let sent = [
+        (a.clone(), id(2)),
+        (a.clone(), id(2)),
+        (a.clone(), id(1)),
+        (b.clone(), id(4)),
+    ];
     let writes = BatchWrites {
         rows: &[],
         sent: &sent,
@@ -162,13 +168,19 @@ async fn one_batch_acks_for_several_agents_each_only_its_own() {
     assert_eq!(seeded.store.backlog_depth(b).await.unwrap(), 1);
 
     let state = |i: usize| {
-        sqlx::query_as::<_, (String, i64)>("SELECT status, attempts FROM deliveries WHERE id = ?")
-            .bind(rows[i].id.as_str().to_owned())
-            .fetch_one(seeded.store.pool())
+        sqlx::query_as::<_, (String, i64, Option<i64>)>(
+            "SELECT status, attempts, sent_at FROM deliveries WHERE id = ?",
+        )
+        .bind(rows[i].id.as_str().to_owned())
+        .fetch_one(seeded.store.pool())
     };
-    assert_eq!(state(2).await.unwrap(), ("sent".to_owned(), 2));
-    assert_eq!(state(4).await.unwrap(), ("sent".to_owned(), 1));
-    assert_eq!(state(3).await.unwrap().0, "acked");
+    let acked = "acked".to_owned();
+    let sent = "sent".to_owned();
+    assert_eq!(state(0).await.unwrap(), (acked.clone(), 0, None));
+    assert_eq!(state(1).await.unwrap(), (acked.clone(), 1, Some(2)));
+    assert_eq!(state(2).await.unwrap(), (sent.clone(), 2, Some(2)));
+    assert_eq!(state(3).await.unwrap(), (acked, 0, None));
+    assert_eq!(state(4).await.unwrap(), (sent, 1, Some(2)));
 }
 
 #[actix_web::test]

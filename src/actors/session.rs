@@ -180,7 +180,7 @@ impl AgentSession {
                 },
             );
         }
-        self.hub.writer.sent(sent);
+        self.hub.writer.sent(self.agent_id().clone(), sent);
         self.maybe_fetch(ctx);
     }
 
@@ -341,7 +341,7 @@ impl AgentSession {
             }
             resent.push(id);
         }
-        self.hub.writer.sent(resent);
+        self.hub.writer.sent(self.agent_id().clone(), resent);
         if self.in_sync && self.routed.load(Ordering::Acquire) > self.cursor {
             // A push was dropped and none followed to reveal it.
             self.in_sync = false;

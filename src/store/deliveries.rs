@@ -326,8 +326,9 @@ pub struct InsertRow<'a> {
 pub struct BatchWrites<'a> {
     /// In receipt order.
     pub rows: &'a [InsertRow<'a>],
-    /// One entry per send: a delivery sent twice before the commit counts two attempts.
-    pub sent: &'a [DeliveryId],
+    /// One entry per send, with the agent it went to: a delivery sent twice before the
+    /// commit counts two attempts.
+    pub sent: &'a [(AgentId, DeliveryId)],
     /// Each ack with the agent that sent it; an agent acks only its own deliveries.
     pub acks: &'a [(AgentId, DeliveryId)],
     pub at: i64,
@@ -342,16 +343,25 @@ const INSERT_PAYLOAD_ROW: &str = "(?, ?, ?)";
 /// Rows per insert statement: a batch is `k` statements of the first size, then at most
 /// three of the second and seven of the third.
 const INSERT_SIZES: [usize; 3] = [32, 8, 1];
+// The statements below are joined into one text per round trip, so they take plain `?`
+// parameters only: sqlx binds those in order across the statements of a text, while a
+// numbered `?N` would count from the text's first statement.
 const MARK_SENT: &str =
     "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + ?
     WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('queued', 'sent')";
-/// Every ack of the batch, whichever agent's, in one statement; the row value keeps each
-/// ack to its own agent's deliveries and the planner on the id index.
-const ACK: &str = "UPDATE deliveries SET status = 'acked', acked_at = ?
-    WHERE (id, agent_id) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
-                             FROM json_each(?))
-      AND status IN ('queued', 'sent')
-    RETURNING agent_id";
+/// Every ack of the batch, whichever agent's, in one statement: `[id, agent, sends]`,
+/// where `sends` counts the sends of this same batch, recorded here instead of by
+/// [`MARK_SENT`] so that a delivery sent and acked between two commits (most of them, in
+/// a backlog flush) is written once. Each ack reaches only its own agent's delivery.
+const ACK: &str = "UPDATE deliveries SET status = 'acked', acked_at = ?,
+        sent_at = CASE WHEN a.sends > 0 THEN ? ELSE sent_at END,
+        attempts = attempts + a.sends
+    FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS agent_id,
+                 json_extract(value, '$[2]') AS sends
+          FROM json_each(?)) AS a
+    WHERE deliveries.id = a.id AND deliveries.agent_id = a.agent_id
+      AND deliveries.status IN ('queued', 'sent')
+    RETURNING deliveries.agent_id";
 
 /// Applies a batch's rows, sends and acks, and with `commit` ends the transaction, in two
 /// round trips: the 32-row inserts, then everything else. Each statement text depends only
@@ -372,14 +382,31 @@ pub async fn write_batch(
             .await?;
     }
 
+    let mut sends: HashMap<&str, (&str, i64)> = HashMap::new();
+    for (agent, id) in w.sent {
+        sends.entry(id.as_str()).or_insert((agent.as_str(), 0)).1 += 1;
+    }
+    // Each ack once, taking over the sends of its delivery made to the same agent.
+    let mut acks: Vec<(&str, &str, i64)> = Vec::with_capacity(w.acks.len());
+    let mut seen = std::collections::HashSet::new();
+    for (agent, id) in w.acks {
+        let (id, agent) = (id.as_str(), agent.as_str());
+        if !seen.insert((id, agent)) {
+            continue;
+        }
+        let sends_now = match sends.get(id) {
+            Some(&(to, n)) if to == agent => {
+                sends.remove(id);
+                n
+            }
+            _ => 0,
+        };
+        acks.push((id, agent, sends_now));
+    }
     // A delivery sent more than once since the last commit is rare: a statement of its own
     // per count keeps the common case (one send each) in the last round trip.
-    let mut sends: HashMap<&str, i64> = HashMap::new();
-    for id in w.sent {
-        *sends.entry(id.as_str()).or_default() += 1;
-    }
     let mut by_count: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
-    for (id, n) in sends {
+    for (id, (_, n)) in sends {
         by_count.entry(n).or_default().push(id);
     }
     let sent_once = by_count.remove(&1).unwrap_or_default();
@@ -401,11 +428,6 @@ pub async fn write_batch(
     if commit {
         sql.push_str(";\nCOMMIT");
     }
-    let acks: Vec<(&str, &str)> = w
-        .acks
-        .iter()
-        .map(|(agent, id)| (id.as_str(), agent.as_str()))
-        .collect();
     let acks = serde_json::to_string(&acks).unwrap_or_else(|_| "[]".to_owned());
     let (mid_rows, one_rows) = rest.split_at(mids * mid);
     let q = bind_rows(sqlx::query(&sql), mid_rows, mid);
@@ -413,6 +435,7 @@ pub async fn write_batch(
         .bind(w.at)
         .bind(1_i64)
         .bind(id_array(sent_once.into_iter()))
+        .bind(w.at)
         .bind(w.at)
         .bind(acks)
         .fetch_all(&mut *conn)
