@@ -21,7 +21,7 @@ use std::{
 
 use actix::Addr;
 use sqlx::SqliteConnection;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     actors::{messages::Route, Registry},
@@ -110,11 +110,8 @@ impl DeliveryWriter {
     ) -> Result<Self, sqlx::Error> {
         let mut conn = store.dedicated_connection().await?;
         let (max_seq, max_queue_seq) = deliveries::max_seqs(&mut conn).await?;
-        let committed = Arc::new(Notify::new());
-        tokio::spawn(checkpoints(
-            store.dedicated_connection().await?,
-            committed.clone(),
-        ));
+        let (committed, commits) = mpsc::channel(1);
+        tokio::spawn(checkpoints(store.dedicated_connection().await?, commits));
         let (tx, rx) = mpsc::channel(8192);
         let task = WriterTask {
             conn,
@@ -227,8 +224,8 @@ struct WriterTask {
     /// by this task, the only writer; cleared whenever a commit fails.
     pending_counts: HashMap<AgentId, i64>,
     metrics: Arc<Metrics>,
-    /// Wakes the checkpointer.
-    committed: Arc<Notify>,
+    /// Wakes the checkpointer; dropped with this task, which ends it.
+    committed: mpsc::Sender<()>,
 }
 
 /// What a committed batch owes its callers.
@@ -282,7 +279,8 @@ impl WriterTask {
         match result {
             Ok(acked) => {
                 self.metrics.observe_commit(ops, started.elapsed());
-                self.committed.notify_one();
+                // Full means a wake-up is already waiting.
+                let _ = self.committed.try_send(());
                 self.metrics.acked.inc_by(acked);
                 for answer in answers {
                     match answer {
@@ -477,12 +475,11 @@ impl WriterTask {
     }
 }
 
-/// Checkpoints the WAL a little after commits, until the runtime stops. A failure is
+/// Checkpoints the WAL a little after commits, until the writer stops. A failure is
 /// logged and retried after the next commit: the WAL only grows meanwhile, and the
 /// writer's own checkpoint (`wal_autocheckpoint`) still bounds it.
-async fn checkpoints(mut conn: SqliteConnection, committed: Arc<Notify>) {
-    loop {
-        committed.notified().await;
+async fn checkpoints(mut conn: SqliteConnection, mut commits: mpsc::Receiver<()>) {
+    while commits.recv().await.is_some() {
         tokio::time::sleep(CHECKPOINT_AFTER).await;
         if let Err(e) = Store::checkpoint(&mut conn).await {
             tracing::warn!(error = %e, "WAL checkpoint failed");
