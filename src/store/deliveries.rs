@@ -360,14 +360,22 @@ const ACK: &str = "UPDATE deliveries SET status = 'acked', acked_at = ?,
                  json_extract(value, '$[2]') AS sends
           FROM json_each(?)) AS a
     WHERE deliveries.id = a.id AND deliveries.agent_id = a.agent_id
-      AND deliveries.status IN ('queued', 'sent')
-    RETURNING deliveries.agent_id";
+      AND deliveries.status IN ('queued', 'sent')";
+/// How many of the batch's acks (as [`ACK`] takes them) will move a delivery to `acked`,
+/// per agent: read just before [`ACK`] in the same transaction, so it is exactly what
+/// [`ACK`] changes, in one row per agent rather than one per ack.
+const ACKS_TAKING_EFFECT: &str = "SELECT d.agent_id, count(*) FROM json_each(?) a
+    JOIN deliveries d ON d.id = json_extract(a.value, '$[0]')
+        AND d.agent_id = json_extract(a.value, '$[1]')
+    WHERE d.status IN ('queued', 'sent')
+    GROUP BY d.agent_id";
 
 /// Applies a batch's rows, sends and acks, and with `commit` ends the transaction, in two
 /// round trips: the 32-row inserts, then everything else. Each statement text depends only
 /// on how many inserts of each size it holds, so the connection's statement cache keeps
 /// them all prepared (about a hundred texts). Returns how many deliveries each agent's
-/// acks moved from pending to `acked`.
+/// acks moved from pending to `acked`. (A delivery sent twice since the last commit takes
+/// a round trip more: rare.)
 pub async fn write_batch(
     conn: &mut SqliteConnection,
     w: &BatchWrites<'_>,
@@ -424,6 +432,8 @@ pub async fn write_batch(
     sql.push_str(&insert_statements(ones, 1));
     sql.push_str(MARK_SENT);
     sql.push_str(";\n");
+    sql.push_str(ACKS_TAKING_EFFECT);
+    sql.push_str(";\n");
     sql.push_str(ACK);
     if commit {
         sql.push_str(";\nCOMMIT");
@@ -435,6 +445,7 @@ pub async fn write_batch(
         .bind(w.at)
         .bind(1_i64)
         .bind(id_array(sent_once.into_iter()))
+        .bind(acks.clone())
         .bind(w.at)
         .bind(w.at)
         .bind(acks)
@@ -442,8 +453,8 @@ pub async fn write_batch(
         .await?;
     let mut acked = HashMap::new();
     for row in acked_by {
-        let agent_id: String = row.try_get(0)?;
-        *acked.entry(AgentId::from_trusted(agent_id)).or_default() += 1;
+        let (agent_id, n): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+        acked.insert(AgentId::from_trusted(agent_id), n as u64);
     }
     Ok(acked)
 }
