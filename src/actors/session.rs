@@ -35,13 +35,15 @@ use crate::{
     store::{OwnedAgent, PendingDelivery},
 };
 
-/// What the socket writer task sends.
+/// What the socket writer task sends. The rare variants are boxed to keep this at the
+/// size of a `String`: every socket's channel allocates a block of 32 of them up front.
 pub enum Outbound {
     Text(String),
     Ping,
-    Pong(bytes::Bytes),
-    Close(CloseReason),
+    Pong(Box<bytes::Bytes>),
+    Close(Box<CloseReason>),
 }
+const _: () = assert!(std::mem::size_of::<Outbound>() <= std::mem::size_of::<String>());
 
 /// Socket → session: one frame from the agent, or the end of its stream.
 #[derive(Message)]
@@ -306,10 +308,10 @@ impl AgentSession {
         if now.duration_since(self.last_heard) > self.client_timeout {
             tracing::info!(agent_id = %self.agent_id(), "agent socket silent too long; dropping it");
             self.send_frame(
-                Outbound::Close(CloseReason {
+                Outbound::Close(Box::new(CloseReason {
                     code: CloseCode::Away,
                     description: Some("no frame or pong within the client timeout".into()),
-                }),
+                })),
                 ctx,
             );
             ctx.stop();
@@ -426,7 +428,7 @@ impl Handler<Close> for AgentSession {
             code: CloseCode::from(msg.code),
             description: Some(msg.reason.to_owned()),
         };
-        self.send_frame(Outbound::Close(reason), ctx);
+        self.send_frame(Outbound::Close(Box::new(reason)), ctx);
         ctx.stop();
     }
 }
@@ -452,7 +454,7 @@ impl Handler<FromSocket> for AgentSession {
             }
             FromSocket::Frame(WsMessage::Close(_)) | FromSocket::Ended => ctx.stop(),
             FromSocket::Frame(WsMessage::Ping(bytes)) => {
-                self.send_frame(Outbound::Pong(bytes), ctx);
+                self.send_frame(Outbound::Pong(Box::new(bytes)), ctx);
             }
             // A pong, or any other frame, only proves the peer is alive.
             FromSocket::Frame(_) => {}
@@ -468,7 +470,7 @@ pub async fn write_socket(mut socket: actix_ws::Session, mut rx: mpsc::Receiver<
             Outbound::Ping => socket.ping(b"").await,
             Outbound::Pong(bytes) => socket.pong(&bytes).await,
             Outbound::Close(reason) => {
-                let _ = socket.close(Some(reason)).await;
+                let _ = socket.close(Some(*reason)).await;
                 return;
             }
         };
