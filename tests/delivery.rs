@@ -147,6 +147,21 @@ async fn offline_backlog_arrives_in_order_when_the_agent_connects() {
 }
 
 #[actix_web::test]
+async fn a_socket_quiet_for_a_while_still_gets_its_resend_on_time() {
+    // A quiet socket ticks only for its heartbeat (15 s here); a delivery must bring the
+    // short tick back, or the resend would wait for the heartbeat.
+    let app = spawn_app_with(|c| c.ack_timeout = Duration::from_millis(600)).await;
+    let (_, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    sleep(Duration::from_millis(1500)).await;
+    let id = app.ingest_signed(&wid, "late", &[]).await.json["deliveryId"].clone();
+    assert_eq!(sock.next_delivery(5).await["attempt"], 1);
+    let again = sock.next_delivery(5).await;
+    assert_eq!(again["deliveryId"], id);
+    assert_eq!(again["attempt"], 2);
+}
+
+#[actix_web::test]
 async fn unacked_delivery_is_sent_again_after_the_ack_timeout() {
     let app = spawn_app_with(|c| c.ack_timeout = Duration::from_millis(600)).await;
     let (_, token, wid) = agent_with_webhook(&app).await;

@@ -35,6 +35,9 @@ use crate::{
     store::{OwnedAgent, PendingDelivery},
 };
 
+/// The shortest wait between two ticks.
+const MIN_TICK: Duration = Duration::from_millis(50);
+
 /// What the socket writer task sends. The rare variants are boxed to keep this at the
 /// size of a `String`: every socket's channel allocates a block of 32 of them up front.
 pub enum Outbound {
@@ -96,6 +99,8 @@ pub struct AgentSession {
     calls: usize,
     last_heard: Instant,
     last_ping: Instant,
+    /// The next tick, and whether it is the long one of a quiet session.
+    next_tick: Option<(SpawnHandle, bool)>,
 }
 
 impl AgentSession {
@@ -121,6 +126,7 @@ impl AgentSession {
             calls: 0,
             last_heard: Instant::now(),
             last_ping: Instant::now(),
+            next_tick: None,
         }
     }
 
@@ -184,6 +190,7 @@ impl AgentSession {
         }
         self.hub.writer.sent(self.agent_id().clone(), sent);
         self.maybe_fetch(ctx);
+        self.schedule_tick(ctx);
     }
 
     /// Reads the next page of the queue from the store when out of sync and there is room.
@@ -215,10 +222,11 @@ impl AgentSession {
                     }
                     act.fill_window(ctx);
                 }
-                // The heartbeat tick tries again.
+                // The next tick tries again.
                 Err(e) => tracing::error!(agent_id = %act.agent_id(), error = %e, "reading the backlog failed"),
             }
         }));
+        self.schedule_tick(ctx);
     }
 
     fn on_push(&mut self, push: Push, ctx: &mut Context<Self>) {
@@ -300,6 +308,52 @@ impl AgentSession {
             let frame = protocol::result_frame(&id, outcome);
             let _ = me.send(CallResult(frame)).await;
         });
+    }
+
+    /// Nothing sent and unacked, nothing waiting, nothing missing: only the ping and the
+    /// silence check are due, and they need no tick in between.
+    fn is_quiet(&self) -> bool {
+        self.in_flight.is_empty()
+            && self.buffered.is_empty()
+            && self.in_sync
+            && !self.fetching
+            && self.routed.load(Ordering::Acquire) <= self.cursor
+    }
+
+    /// Keeps one tick scheduled: every second or so while deliveries are in flight or the
+    /// queue is being read (resends, retries), and while quiet only when the next ping or
+    /// the silence check is due. Twenty thousand idle sockets ticking every second cost a
+    /// tenth of a core; this way each wakes once per heartbeat.
+    fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
+        let quiet = self.is_quiet();
+        if let Some((handle, was_quiet)) = self.next_tick {
+            // A short tick is already coming (it schedules the next one as things are
+            // then), or the quiet one still fits.
+            if !was_quiet || quiet {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = if quiet {
+            let now = Instant::now();
+            let ping = self.last_ping + self.heartbeat;
+            let silent = self.last_heard + self.client_timeout + Duration::from_millis(1);
+            ping.min(silent)
+                .saturating_duration_since(now)
+                .max(MIN_TICK)
+        } else {
+            (self.ack_timeout / 2)
+                .min(self.heartbeat)
+                .clamp(MIN_TICK, Duration::from_secs(1))
+        };
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.next_tick = None;
+            act.tick(ctx);
+            if act.next_tick.is_none() && !ctx.state().stopping() {
+                act.schedule_tick(ctx);
+            }
+        });
+        self.next_tick = Some((handle, quiet));
     }
 
     /// Resends what stayed unacked past the timeout; pings; drops a silent peer.
@@ -384,11 +438,7 @@ impl Actor for AgentSession {
                 },
             ),
         );
-        // Often enough for each of its jobs: resends, pings, and the silence check.
-        let tick = (self.ack_timeout / 2)
-            .min(self.heartbeat)
-            .clamp(Duration::from_millis(50), Duration::from_secs(1));
-        ctx.run_interval(tick, |act, ctx| act.tick(ctx));
+        self.schedule_tick(ctx);
         let store = self.hub.store.clone();
         let agent_id = self.agent_id().clone();
         actix::spawn(async move {
