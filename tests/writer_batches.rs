@@ -2,16 +2,20 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use common::{
     spawn_app,
     store::{new_delivery, seeded_store},
 };
-use hookhub::store::{
-    deliveries::{self, BatchWrites, InsertRow},
-    DeliveryStatus,
+use hookhub::{
+    ids::{AgentId, DeliveryId},
+    store::{
+        deliveries::{self, BatchWrites, InsertRow, NewDelivery},
+        DeliveryStatus,
+    },
 };
+use sqlx::SqliteConnection;
 
 #[actix_web::test]
 async fn a_burst_of_acks_is_committed_with_one_attempt_each() {
@@ -57,7 +61,7 @@ async fn a_burst_of_acks_is_committed_with_one_attempt_each() {
     }
 }
 
-fn queued(rows: &[hookhub::store::deliveries::NewDelivery]) -> Vec<InsertRow<'_>> {
+fn queued(rows: &[NewDelivery]) -> Vec<InsertRow<'_>> {
     rows.iter()
         .enumerate()
         .map(|(i, d)| InsertRow {
@@ -70,6 +74,24 @@ fn queued(rows: &[hookhub::store::deliveries::NewDelivery]) -> Vec<InsertRow<'_>
         .collect()
 }
 
+/// One batch as the writer runs it: open the transaction, write, commit.
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    rows: &[InsertRow<'_>],
+    sent: &[(AgentId, DeliveryId)],
+    acks: &[(AgentId, DeliveryId)],
+    at: i64,
+) -> Result<HashMap<AgentId, u64>, sqlx::Error> {
+    deliveries::begin_batch(conn, &[]).await?;
+    let writes = BatchWrites {
+        rows,
+        sent,
+        acks,
+        at,
+    };
+    deliveries::write_batch(conn, &writes, true).await
+}
+
 #[actix_web::test]
 async fn a_batch_that_fails_keeps_nothing_and_the_next_one_commits() {
     let seeded = seeded_store(1).await;
@@ -80,15 +102,7 @@ async fn a_batch_that_fails_keeps_nothing_and_the_next_one_commits() {
     // the second round trip fails before its COMMIT.
     let mut rows: Vec<_> = (0..39).map(|_| new_delivery(agent, webhook, 1)).collect();
     rows.push(rows[0].clone());
-    let insert = queued(&rows);
-    let writes = BatchWrites {
-        rows: &insert,
-        sent: &[],
-        acks: &[],
-        at: 1,
-    };
-    deliveries::begin_batch(&mut conn, &[]).await.unwrap();
-    let failed = deliveries::write_batch(&mut conn, &writes, true).await;
+    let failed = commit_batch(&mut conn, &queued(&rows), &[], &[], 1).await;
     assert!(
         failed.is_err(),
         "a repeated delivery id must fail the batch"
@@ -97,15 +111,7 @@ async fn a_batch_that_fails_keeps_nothing_and_the_next_one_commits() {
     assert_eq!(seeded.store.backlog_depth(agent).await.unwrap(), 0);
 
     let rows = [new_delivery(agent, webhook, 2)];
-    let insert = queued(&rows);
-    let writes = BatchWrites {
-        rows: &insert,
-        sent: &[],
-        acks: &[],
-        at: 2,
-    };
-    deliveries::begin_batch(&mut conn, &[]).await.unwrap();
-    deliveries::write_batch(&mut conn, &writes, true)
+    commit_batch(&mut conn, &queued(&rows), &[], &[], 2)
         .await
         .unwrap();
     assert_eq!(seeded.store.backlog_depth(agent).await.unwrap(), 1);
@@ -123,16 +129,8 @@ async fn one_batch_acks_for_several_agents_each_only_its_own() {
         new_delivery(b, wb, 1),
         new_delivery(b, wb, 1),
     ];
-    let insert = queued(&rows);
     let id = |i: usize| rows[i].id.clone();
-    let writes = BatchWrites {
-        rows: &insert,
-        sent: &[],
-        acks: &[],
-        at: 1,
-    };
-    deliveries::begin_batch(&mut conn, &[]).await.unwrap();
-    deliveries::write_batch(&mut conn, &writes, true)
+    commit_batch(&mut conn, &queued(&rows), &[], &[], 1)
         .await
         .unwrap();
 
@@ -152,16 +150,7 @@ async fn one_batch_acks_for_several_agents_each_only_its_own() {
         (a.clone(), id(1)),
         (b.clone(), id(4)),
     ];
-    let writes = BatchWrites {
-        rows: &[],
-        sent: &sent,
-        acks: &acks,
-        at: 2,
-    };
-    deliveries::begin_batch(&mut conn, &[]).await.unwrap();
-    let acked = deliveries::write_batch(&mut conn, &writes, true)
-        .await
-        .unwrap();
+    let acked = commit_batch(&mut conn, &[], &sent, &acks, 2).await.unwrap();
     assert_eq!(acked.get(a), Some(&2));
     assert_eq!(acked.get(b), Some(&1));
     assert_eq!(seeded.store.backlog_depth(a).await.unwrap(), 1);
