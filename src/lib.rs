@@ -16,7 +16,8 @@
 //! - [`auth`]: who is calling: an owner or an agent, from a bearer token, or an owner
 //!   from a dashboard session cookie (with its CSRF check).
 //! - [`store`]: the only code that speaks SQL; SQLite is the queue of record.
-//! - [`writer`]: the delivery writer, sole inserter into the queue, committing in groups.
+//! - [`writer`]: the delivery writer, sole inserter into the queue, committing in groups,
+//!   and the checkpointer that copies its WAL into the database file beside it.
 //! - [`actors`]: the `Registry` of online agents and one `AgentSession` per socket.
 //! - [`protocol`]: the JSON frames spoken on the agent socket.
 //! - [`providers`]: one module per provider's signature scheme and event names.
