@@ -2,7 +2,14 @@
 //! HTTP server on a listener bound here, so that tests can ask for port 0 and learn the
 //! port they got.
 
-use std::{future::Future, io, net::TcpListener, sync::Arc};
+use std::{
+    fs::{File, OpenOptions, TryLockError},
+    future::Future,
+    io,
+    net::TcpListener,
+    path::Path,
+    sync::Arc,
+};
 
 use actix::Actor;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -35,6 +42,10 @@ pub enum StartupError {
     FirstOwner(ApiError),
     #[error("invalid settings: {0}")]
     Config(String),
+    #[error("another hookhub is serving the data directory {0}; stop it first, or give this one a --data-dir of its own")]
+    DataDirInUse(String),
+    #[error("cannot lock the data directory: {0}")]
+    DataDirLock(io::Error),
 }
 
 pub struct Application {
@@ -42,6 +53,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     hub: Hub,
     first_owner: Option<CreatedAccount>,
+    /// Held for as long as the application lives.
+    _data_dir_lock: File,
 }
 
 impl Application {
@@ -52,6 +65,7 @@ impl Application {
                 "--client-timeout must be longer than --heartbeat".to_owned(),
             ));
         }
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let store = Store::open(&config.data_dir).await?;
         let key = MasterKey::load(config.master_key.as_ref(), &config.data_dir)?;
         // A newcomer needs something to sign in with.
@@ -125,6 +139,7 @@ impl Application {
             server,
             hub,
             first_owner,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -187,4 +202,23 @@ fn spawn_retention(hub: Hub) {
             }
         }
     });
+}
+
+/// One server per data directory: its delivery writer numbers rows and queue positions
+/// on its own, so a second server on the same files would collide with it. The lock is
+/// the operating system's, so it ends with the process, `kill -9` included. The `account`
+/// and `agent` commands do not take it: they are meant to run beside a server.
+fn lock_data_dir(dir: &Path) -> Result<File, StartupError> {
+    std::fs::create_dir_all(dir).map_err(StartupError::DataDirLock)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("serve.lock"))
+        .map_err(StartupError::DataDirLock)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StartupError::DataDirInUse(dir.display().to_string())),
+        Err(TryLockError::Error(e)) => Err(StartupError::DataDirLock(e)),
+    }
 }

@@ -605,3 +605,37 @@ async fn logs_never_contain_tokens_or_secrets() {
         assert!(!logged.contains(material), "a secret reached the log");
     }
 }
+
+#[actix_web::test]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let app = spawn_app().await;
+    let mut second = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(app.data_dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hookhub runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second server started on a data directory in use");
+        }
+        // Not a blocking sleep: the first server runs on this thread.
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("another hookhub is serving the data directory"),
+        "{stderr}"
+    );
+    // The first goes on serving. (The account and agent commands, which do not take the
+    // lock, are tested beside a running server above.)
+    assert_eq!(app.get("/v1/agents", &app.owner_token).await.status, 200);
+}
