@@ -4,16 +4,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{spawn_app, TestApp};
+use common::{hookhub_cli, spawn_app, TestApp};
 use serde_json::{json, Value};
 
-fn cli(app: &TestApp, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookhub"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(app.data_dir.path())
-        .output()
-        .expect("hookhub runs");
+async fn cli(app: &TestApp, args: &[&str]) -> Value {
+    let out = hookhub_cli(app.data_dir.path(), args).await;
     assert!(
         out.status.success(),
         "hookhub {args:?} failed: {}",
@@ -29,8 +24,8 @@ fn cli(app: &TestApp, args: &[&str]) -> Value {
 }
 
 /// A second owner, made with the CLI while the server runs on the same data directory.
-fn second_owner(app: &TestApp) -> String {
-    let acct = cli(app, &["account", "create", "--name", "mallory"]);
+async fn second_owner(app: &TestApp) -> String {
+    let acct = cli(app, &["account", "create", "--name", "mallory"]).await;
     acct["token"].as_str().unwrap().to_owned()
 }
 
@@ -73,7 +68,7 @@ async fn agents_are_created_and_listed_by_their_owner() {
         .as_str()
         .unwrap()
         .contains("owner token"));
-    let other = second_owner(&app);
+    let other = second_owner(&app).await;
     let theirs = app.get("/v1/agents", &other).await;
     assert_eq!(theirs.json["agents"], json!([]));
 }
@@ -270,7 +265,7 @@ async fn strangers_get_the_same_404_as_for_nothing() {
         .create_webhook(&app.owner_token, &agent, "gh", "stripe")
         .await;
     let id = wh["webhookId"].as_str().unwrap();
-    let mallory = second_owner(&app);
+    let mallory = second_owner(&app).await;
     let unknown = "whk_01J9Z8Q0000000000000000000";
 
     // Every operation, for a stranger and for nothing at all.
@@ -478,7 +473,7 @@ async fn the_database_holds_no_plaintext_secret_or_token() {
 #[actix_web::test]
 async fn cli_commands_print_json_whose_tokens_work() {
     let app = spawn_app().await;
-    let acct = cli(&app, &["account", "create", "--name", "ops team"]);
+    let acct = cli(&app, &["account", "create", "--name", "ops team"]).await;
     assert_eq!(keys(&acct), ["accountId", "name", "token"]);
     assert_eq!(acct["name"], "ops team");
     let account_id = acct["accountId"].as_str().unwrap();
@@ -495,7 +490,8 @@ async fn cli_commands_print_json_whose_tokens_work() {
             "--name",
             "deployer",
         ],
-    );
+    )
+    .await;
     assert_eq!(
         keys(&agent),
         ["accountId", "agentId", "createdAt", "name", "token"]
@@ -524,19 +520,18 @@ async fn cli_commands_print_json_whose_tokens_work() {
     assert_eq!(seen.json["createdBy"], "agent");
 
     // A wrong account is a clear failure, not a JSON object.
-    let out = Command::new(env!("CARGO_BIN_EXE_hookhub"))
-        .args([
+    let out = hookhub_cli(
+        app.data_dir.path(),
+        &[
             "agent",
             "create",
             "--account",
             "acct_01J9Z8Q0000000000000000000",
             "--name",
             "x",
-        ])
-        .arg("--data-dir")
-        .arg(app.data_dir.path())
-        .output()
-        .unwrap();
+        ],
+    )
+    .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
 }

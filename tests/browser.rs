@@ -661,7 +661,7 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
 
     // A second owner sees none of the first owner's agents, even by their address (the
     // page still asks for the first owner's agent when they sign in).
-    let second_token = create_owner(app.data_dir.path(), "second owner");
+    let second_token = create_owner(app.data_dir.path(), "second owner").await;
     b.sign_in(&second_token).await;
     assert_eq!(b.text("#account-name").await, "second owner");
     b.find("#not-found").await;
@@ -818,12 +818,8 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
 }
 
 /// A second owner account, made the way an operator makes one: with the CLI.
-fn create_owner(data_dir: &Path, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookhub"))
-        .args(["account", "create", "--name", name, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .expect("hookhub account create runs");
+async fn create_owner(data_dir: &Path, name: &str) -> String {
+    let out = common::hookhub_cli(data_dir, &["account", "create", "--name", name]).await;
     assert!(
         out.status.success(),
         "{}",

@@ -511,7 +511,7 @@ async fn the_activity_stream_follows_the_list_rules() {
     assert_eq!(r.json["error"]["field"], "status");
 
     // Another owner gets the same 404 as for nothing at all.
-    let second = create_owner(&app, "second");
+    let second = create_owner(&app, "second").await;
     let theirs = app.get(&path, &second).await;
     let nothing = app
         .get(
@@ -576,12 +576,9 @@ async fn open_activity_streams_end_when_the_hub_shuts_down() {
     assert!(ended.is_ok(), "the stream was still open 5 s into shutdown");
 }
 
-fn create_owner(app: &TestApp, name: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookhub"))
-        .args(["account", "create", "--name", name, "--data-dir"])
-        .arg(app.data_dir.path())
-        .output()
-        .unwrap();
+async fn create_owner(app: &TestApp, name: &str) -> String {
+    let out =
+        common::hookhub_cli(app.data_dir.path(), &["account", "create", "--name", name]).await;
     assert!(
         out.status.success(),
         "{}",

@@ -57,6 +57,17 @@ impl HubClient {
     }
 }
 
+/// Runs the `hookhub` command line on a data directory, off this thread: an in-process
+/// hub on this thread may be inside a commit, and blocking the thread would keep its write
+/// lock from the command for as long as the command waits.
+pub async fn hookhub_cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookhub"));
+    command.args(args).arg("--data-dir").arg(data_dir);
+    actix_web::rt::task::spawn_blocking(move || command.output().expect("hookhub runs"))
+        .await
+        .unwrap()
+}
+
 /// Starts a hub with the defaults on a fresh data directory.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
