@@ -481,8 +481,9 @@ impl WriterTask {
 async fn checkpoints(mut conn: SqliteConnection, mut commits: mpsc::Receiver<()>) {
     while commits.recv().await.is_some() {
         tokio::time::sleep(CHECKPOINT_AFTER).await;
-        if let Err(e) = Store::checkpoint(&mut conn).await {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        match Store::checkpoint(&mut conn).await {
+            Ok((wal_frames, copied)) => tracing::debug!(wal_frames, copied, "WAL checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
     }
 }
