@@ -403,14 +403,7 @@ async fn a_full_backlog_answers_503_with_retry_after() {
     let full = app.ingest_signed(&wid, "x", &[]).await;
     assert_eq!(full.status, 503);
     assert_eq!(full.json["error"]["code"], "backlog_full");
-    let retry: u64 = full
-        .headers
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = full.retry_after_secs();
     assert!(retry > 0);
     // Acking makes room.
     let mut sock = app.connect(&token).await;

@@ -86,6 +86,17 @@ async fn post(app: &TestApp, wid: &str, body: &str, headers: &[(String, String)]
     app.ingest(wid, body.to_owned(), &refs).await
 }
 
+/// Posts as a Standard Webhooks sender does: signed now with `secret`, as message `id`.
+async fn post_standard(app: &TestApp, wid: &str, secret: &str, id: &str, body: &str) -> Resp {
+    post(
+        app,
+        wid,
+        body,
+        &standard_headers(secret, id, now_secs(), body),
+    )
+    .await
+}
+
 fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -177,13 +188,7 @@ async fn a_generic_post_signed_by_the_reference_library_arrives_verified() {
     let mut sock = app.connect(&token).await;
 
     let body = r#"{"type":"invoice.paid","data":{"amount":100}}"#;
-    let r = post(
-        &app,
-        &wid,
-        body,
-        &standard_headers(&secret, "msg_2Kx1", now_secs(), body),
-    )
-    .await;
+    let r = post_standard(&app, &wid, &secret, "msg_2Kx1", body).await;
     assert_eq!(r.status, 202, "{:?}", r.json);
     let d = receive(&mut sock).await;
     assert_eq!(d["verified"], true);
@@ -399,31 +404,13 @@ async fn a_duplicate_is_answered_with_the_original_id_and_not_delivered_twice() 
     let mut sock = app.connect(&token).await;
     let body = r#"{"type":"user.created"}"#;
 
-    let first = post(
-        &app,
-        &wid,
-        body,
-        &standard_headers(&secret, "msg_same", now_secs(), body),
-    )
-    .await;
+    let first = post_standard(&app, &wid, &secret, "msg_same", body).await;
     assert_eq!(first.status, 202, "{:?}", first.json);
     // The sender's retry: same webhook-id, fresh timestamp and signature.
-    let again = post(
-        &app,
-        &wid,
-        body,
-        &standard_headers(&secret, "msg_same", now_secs(), body),
-    )
-    .await;
+    let again = post_standard(&app, &wid, &secret, "msg_same", body).await;
     assert!((200..300).contains(&again.status), "{:?}", again.json);
     assert_eq!(again.json["deliveryId"], first.json["deliveryId"]);
-    let other = post(
-        &app,
-        &wid,
-        body,
-        &standard_headers(&secret, "msg_other", now_secs(), body),
-    )
-    .await;
+    let other = post_standard(&app, &wid, &secret, "msg_other", body).await;
     assert_eq!(other.status, 202);
 
     assert_eq!(
@@ -650,32 +637,13 @@ async fn past_the_rate_limit_ingest_answers_429_with_retry_after_and_stores_noth
     let (agent, token, wid, secret) = webhook(&app, "generic").await;
     let body = r#"{"type":"t"}"#;
     for n in 0..2 {
-        let r = post(
-            &app,
-            &wid,
-            body,
-            &standard_headers(&secret, &format!("msg_{n}"), now_secs(), body),
-        )
-        .await;
+        let r = post_standard(&app, &wid, &secret, &format!("msg_{n}"), body).await;
         assert_eq!(r.status, 202, "{:?}", r.json);
     }
-    let r = post(
-        &app,
-        &wid,
-        body,
-        &standard_headers(&secret, "msg_2", now_secs(), body),
-    )
-    .await;
+    let r = post_standard(&app, &wid, &secret, "msg_2", body).await;
     assert_eq!(r.status, 429, "{:?}", r.json);
     assert_eq!(r.json["error"]["code"], "rate_limited");
-    let retry_after: u64 = r
-        .headers
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = r.retry_after_secs();
     // One token per 100 s, and the bucket was just emptied.
     assert!((1..=100).contains(&retry_after), "{retry_after}");
     // An unsigned request is limited too, before it could be recorded as rejected.
@@ -687,13 +655,7 @@ async fn past_the_rate_limit_ingest_answers_429_with_retry_after_and_stores_noth
     let other = app.create_webhook(&token, "me", "other", "generic").await;
     let other_id = other["webhookId"].as_str().unwrap();
     let other_secret = other["signingSecret"].as_str().unwrap();
-    let r = post(
-        &app,
-        other_id,
-        body,
-        &standard_headers(other_secret, "msg_0", now_secs(), body),
-    )
-    .await;
+    let r = post_standard(&app, other_id, other_secret, "msg_0", body).await;
     assert_eq!(r.status, 202, "{:?}", r.json);
 }
 

@@ -121,6 +121,19 @@ pub struct Resp {
     pub headers: awc::http::header::HeaderMap,
 }
 
+impl Resp {
+    /// The `Retry-After` header, in seconds; the test fails if it is missing or not a number.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.headers
+            .get("retry-after")
+            .expect("a Retry-After header")
+            .to_str()
+            .unwrap()
+            .parse()
+            .expect("Retry-After in seconds")
+    }
+}
+
 impl HubClient {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
