@@ -227,28 +227,6 @@ fn github_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Standard Webhooks headers for a generic webhook, as a sender would make them.
-fn generic_headers(secret: &str, body: &[u8]) -> Vec<(String, String)> {
-    let id = format!("msg_{}", ulid::Ulid::new());
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(body);
-    let sig = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    vec![
-        ("webhook-id".into(), id),
-        ("webhook-timestamp".into(), ts),
-        ("webhook-signature".into(), sig),
-    ]
-}
-
 /// POSTs to a webhook URL; the delivery id of the 202.
 async fn post(
     client: &awc::Client,
@@ -272,7 +250,13 @@ async fn post(
 async fn post_generic(app: &HubClient, webhook: &Value, body: &[u8]) -> String {
     let secret = webhook["signingSecret"].as_str().unwrap();
     let url = webhook["url"].as_str().unwrap();
-    post(&app.client, url, body, &generic_headers(secret, body)).await
+    post(
+        &app.client,
+        url,
+        body,
+        &common::standard_webhook_headers(secret, body),
+    )
+    .await
 }
 
 /// A delivery as the activity shows it, once it has the given status.
@@ -572,7 +556,7 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     let url = webhook["url"].as_str().unwrap().to_owned();
     let send = |n: usize| {
         let body = format!(r#"{{"type":"tick","n":{n}}}"#).into_bytes();
-        let headers = generic_headers(&secret, &body);
+        let headers = common::standard_webhook_headers(&secret, &body);
         (body, headers)
     };
 

@@ -6,12 +6,9 @@ mod common;
 
 use std::{collections::VecDeque, time::Duration};
 
-use base64::{engine::general_purpose::STANDARD, Engine};
 use common::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
 use futures_util::SinkExt;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 /// An agent's socket that keeps deliveries arriving while it waits for a call's result.
 struct Agent {
@@ -107,30 +104,10 @@ fn s(v: &Value) -> String {
 
 /// Sends a body to a generic webhook, signed the Standard Webhooks way with its secret.
 async fn ingest_signed(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> String {
-    let msg_id = format!("msg_{}", ulid::Ulid::new());
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{msg_id}.{ts}.{body}").as_bytes());
-    let sig = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    let r = app
-        .ingest(
-            webhook_id,
-            body.to_owned(),
-            &[
-                ("content-type", "application/json"),
-                ("webhook-id", &msg_id),
-                ("webhook-timestamp", &ts),
-                ("webhook-signature", &sig),
-            ],
-        )
-        .await;
+    let signed = common::standard_webhook_headers(secret, body.as_bytes());
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let r = app.ingest(webhook_id, body.to_owned(), &headers).await;
     assert_eq!(r.status, 202, "{:?}", r.json);
     s(&r.json["deliveryId"])
 }

@@ -200,13 +200,9 @@ impl HubClient {
         self.ingest(webhook_id, body, &all).await
     }
 
-    /// Standard Webhooks headers for `body`, made here by the published recipe (not by the
-    /// hub's code): a fresh `webhook-id`, the current time, and `v1,` + base64
-    /// HMAC-SHA256 of `id.timestamp.body` keyed with the base64 after `whsec_`.
+    /// Standard Webhooks headers for `body`, signed with the secret of a webhook made
+    /// through this client (see [`standard_webhook_headers`]).
     pub fn signed_headers(&self, webhook_id: &str, body: &[u8]) -> Vec<(String, String)> {
-        use base64::{engine::general_purpose::STANDARD, Engine};
-        use hmac::{Hmac, Mac};
-
         let secret = self
             .secrets
             .lock()
@@ -214,24 +210,7 @@ impl HubClient {
             .get(webhook_id)
             .cloned()
             .expect("a webhook created through this client");
-        let key = STANDARD
-            .decode(secret.strip_prefix("whsec_").unwrap())
-            .unwrap();
-        let msg_id = format!("msg_{}", ulid::Ulid::new());
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            .to_string();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-        mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
-        mac.update(body);
-        let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-        vec![
-            ("webhook-id".to_owned(), msg_id),
-            ("webhook-timestamp".to_owned(), timestamp),
-            ("webhook-signature".to_owned(), signature),
-        ]
+        standard_webhook_headers(&secret, body)
     }
 
     /// Creates an agent under the first owner: `(agentId, token)`.
@@ -403,4 +382,31 @@ impl AgentSocket {
     pub async fn close(mut self) {
         let _ = self.framed.send(ws::Message::Close(None)).await;
     }
+}
+
+/// Standard Webhooks headers for `body`, made here by the published recipe (not by the
+/// hub's code): a fresh `webhook-id`, the current time, and `v1,` + base64 HMAC-SHA256 of
+/// `id.timestamp.body` keyed with the base64 after `whsec_`.
+pub fn standard_webhook_headers(secret: &str, body: &[u8]) -> Vec<(String, String)> {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    use hmac::{Hmac, Mac};
+
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let msg_id = format!("msg_{}", ulid::Ulid::new());
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    vec![
+        ("webhook-id".to_owned(), msg_id),
+        ("webhook-timestamp".to_owned(), timestamp),
+        ("webhook-signature".to_owned(), signature),
+    ]
 }
