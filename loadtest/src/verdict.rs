@@ -36,6 +36,21 @@ impl Verdict {
     pub fn passed(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// Records how the wait after posting ended: whether every `what` delivery arrived,
+    /// and whether the hub committed every ack, each within `drain`.
+    pub fn drained(&mut self, what: &str, all_in: bool, acks: bool, drain: std::time::Duration) {
+        self.acks_committed = acks;
+        if !all_in {
+            self.problems.push(format!(
+                "not every {what} delivery arrived within {drain:?}"
+            ));
+        }
+        if !acks {
+            self.problems
+                .push(format!("the hub did not commit every ack within {drain:?}"));
+        }
+    }
 }
 
 /// Merges what the posters were answered with what the agents received.

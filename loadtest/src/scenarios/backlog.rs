@@ -74,19 +74,7 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
     let after = hub::scrape(hub).await?;
 
     let mut verdict = judge(&posters, &ledgers);
-    verdict.acks_committed = acks;
-    if !all_in {
-        verdict.problems.push(format!(
-            "not every queued delivery arrived within {:?}",
-            common.drain
-        ));
-    }
-    if !acks {
-        verdict.problems.push(format!(
-            "the hub did not commit every ack within {:?}",
-            common.drain
-        ));
-    }
+    verdict.drained("queued", all_in, acks, common.drain);
     if still_connected < n_agents {
         verdict.problems.push(format!(
             "{} agent sockets ended during the flush",

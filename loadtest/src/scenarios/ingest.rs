@@ -76,19 +76,7 @@ pub async fn online_phase(
     let after = hub::scrape(hub).await?;
 
     let mut verdict = judge(&posters, &ledgers);
-    verdict.acks_committed = acks;
-    if !all_in {
-        verdict.problems.push(format!(
-            "not every accepted delivery arrived within {:?}",
-            common.drain
-        ));
-    }
-    if !acks {
-        verdict.problems.push(format!(
-            "the hub did not commit every ack within {:?}",
-            common.drain
-        ));
-    }
+    verdict.drained("accepted", all_in, acks, common.drain);
     if let Some(exit) = hub.exited() {
         verdict.problems.push(exit);
     }
