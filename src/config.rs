@@ -49,6 +49,12 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_WINDOW", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub window: u32,
 
+    /// Most body bytes in flight on one agent socket, and most read ahead for it: the
+    /// window's count is also bounded in bytes. A delivery larger than this still goes,
+    /// alone.
+    #[arg(long, env = "HOOKHUB_WINDOW_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub window_bytes: u64,
+
     /// A delivery unacked this long is sent again on the same socket.
     #[arg(long, env = "HOOKHUB_ACK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ack_timeout: Duration,

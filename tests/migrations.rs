@@ -91,7 +91,11 @@ async fn deliveries_stored_before_payloads_moved_out_keep_their_headers_and_body
         assert_eq!(headers, r#"{"x-h":"v"}"#);
         assert_eq!(stored, body);
     }
-    let pending = store.pending_page(&agent, 0, 10).await.unwrap();
+    let pending = store
+        .pending_page(&agent, 0, 10, usize::MAX, true)
+        .await
+        .unwrap()
+        .deliveries;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, queued);
     assert_eq!(pending[0].body.as_ref(), body);

@@ -22,10 +22,13 @@ use std::{
 };
 
 use actix::prelude::*;
-use actix_ws::{CloseCode, CloseReason, Message as WsMessage};
+use actix_http::ws::{CloseCode, CloseReason, Message as WsMessage};
 use tokio::sync::mpsc;
 
-use super::messages::{Close, Push, Register, Unregister};
+use super::{
+    messages::{Close, Push, Register, Unregister},
+    wire::{FrameReader, Violation},
+};
 use crate::{
     clock,
     ids::{AgentId, DeliveryId},
@@ -48,12 +51,14 @@ pub enum Outbound {
 }
 const _: () = assert!(std::mem::size_of::<Outbound>() <= std::mem::size_of::<String>());
 
-/// Socket → session: one frame from the agent, or the end of its stream.
+/// Socket → session: one message from the agent, the end of its stream, or the
+/// violation that fails the connection.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum FromSocket {
     Frame(WsMessage),
     Ended,
+    Violation(Violation),
 }
 
 /// Session → itself: a finished tool call's `result` frame, to be written in order with
@@ -79,6 +84,10 @@ pub struct AgentSession {
     /// Frames to the socket writer task.
     out: mpsc::Sender<Outbound>,
     window: usize,
+    /// Body bytes the window may hold, and so may the buffer: a few large deliveries must
+    /// not turn a window counted in deliveries into gigabytes. One delivery always fits,
+    /// however large, or it could never be sent.
+    window_bytes: usize,
     ack_timeout: Duration,
     heartbeat: Duration,
     client_timeout: Duration,
@@ -92,7 +101,9 @@ pub struct AgentSession {
     fetching: bool,
     /// Taken, not yet sent: at most about two windows.
     buffered: VecDeque<Arc<PendingDelivery>>,
+    buffered_bytes: usize,
     in_flight: HashMap<DeliveryId, InFlight>,
+    in_flight_bytes: usize,
     /// Each webhook's signing keys, opened once for this session's frames.
     signer: Signer,
     /// Tool calls running, at most [`MAX_CALLS_IN_FLIGHT`].
@@ -111,6 +122,7 @@ impl AgentSession {
             agent,
             out,
             window: config.window as usize,
+            window_bytes: usize::try_from(config.window_bytes).unwrap_or(usize::MAX),
             ack_timeout: config.ack_timeout,
             heartbeat: config.heartbeat,
             client_timeout: config.client_timeout,
@@ -121,7 +133,9 @@ impl AgentSession {
             // No read until registered and past the writer barrier (see `started`).
             fetching: true,
             buffered: VecDeque::new(),
+            buffered_bytes: 0,
             in_flight: HashMap::new(),
+            in_flight_bytes: 0,
             signer: Signer::default(),
             calls: 0,
             last_heard: Instant::now(),
@@ -167,13 +181,37 @@ impl AgentSession {
         handed
     }
 
-    /// Moves buffered deliveries into the window, in order.
+    /// Whether `len` more bytes fit beside `held`: always when nothing is held.
+    fn fits(&self, held: usize, len: usize) -> bool {
+        held == 0 || held + len <= self.window_bytes
+    }
+
+    fn buffer(&mut self, d: Arc<PendingDelivery>) {
+        self.buffered_bytes += d.body.len();
+        self.buffered.push_back(d);
+    }
+
+    /// Whether the buffer has all it may hold: count and bytes both bound it.
+    fn buffer_full(&self, most: usize) -> bool {
+        self.buffered.len() >= most || (self.buffered_bytes >= self.window_bytes)
+    }
+
+    /// Moves buffered deliveries into the window, in order, as far as its count and its
+    /// bytes allow.
     fn fill_window(&mut self, ctx: &mut Context<Self>) {
         let mut sent = Vec::new();
         while self.in_flight.len() < self.window {
+            let Some(next) = self.buffered.front() else {
+                break;
+            };
+            if !self.fits(self.in_flight_bytes, next.body.len()) {
+                break;
+            }
             let Some(d) = self.buffered.pop_front() else {
                 break;
             };
+            self.buffered_bytes -= d.body.len();
+            self.in_flight_bytes += d.body.len();
             let attempt = d.attempts + 1;
             if !self.send_delivery(&d, attempt, ctx) {
                 return;
@@ -195,7 +233,7 @@ impl AgentSession {
 
     /// Reads the next page of the queue from the store when out of sync and there is room.
     fn maybe_fetch(&mut self, ctx: &mut Context<Self>) {
-        if self.fetching || self.in_sync || self.buffered.len() >= self.window {
+        if self.fetching || self.in_sync || self.buffer_full(self.window) {
             return;
         }
         self.fetching = true;
@@ -203,16 +241,22 @@ impl AgentSession {
         let agent_id = self.agent_id().clone();
         let after = self.cursor;
         let limit = self.window as u32;
-        let fut = async move { store.pending_page(&agent_id, after, limit).await };
+        let max_bytes = self.window_bytes.saturating_sub(self.buffered_bytes);
+        let first_always = self.buffered.is_empty();
+        let fut = async move {
+            store
+                .pending_page(&agent_id, after, limit, max_bytes, first_always)
+                .await
+        };
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.fetching = false;
             match result {
                 Ok(page) => {
-                    let short = page.len() < limit as usize;
-                    for d in page {
+                    let short = page.is_short;
+                    for d in page.deliveries {
                         if d.queue_seq > act.cursor {
                             act.cursor = d.queue_seq;
-                            act.buffered.push_back(Arc::new(d));
+                            act.buffer(Arc::new(d));
                         }
                     }
                     // Caught up only if nothing was routed here beyond what we now hold;
@@ -241,12 +285,12 @@ impl AgentSession {
             if d.queue_seq <= self.cursor {
                 continue;
             }
-            if self.buffered.len() >= 2 * self.window {
+            if self.buffer_full(2 * self.window) {
                 self.in_sync = false;
                 break;
             }
             self.cursor = d.queue_seq;
-            self.buffered.push_back(d);
+            self.buffer(d);
         }
         self.fill_window(ctx);
     }
@@ -258,8 +302,14 @@ impl AgentSession {
             return;
         };
         // Acks of deliveries sent on an earlier connection count too.
-        self.in_flight.remove(&id);
-        self.buffered.retain(|d| d.id != id);
+        if let Some(f) = self.in_flight.remove(&id) {
+            self.in_flight_bytes -= f.delivery.body.len();
+        }
+        if let Some(i) = self.buffered.iter().position(|d| d.id == id) {
+            if let Some(d) = self.buffered.remove(i) {
+                self.buffered_bytes -= d.body.len();
+            }
+        }
         self.hub.writer.ack(self.agent_id().clone(), id);
         self.fill_window(ctx);
     }
@@ -503,6 +553,11 @@ impl Handler<FromSocket> for AgentSession {
                 self.send_frame(Outbound::Text(frame), ctx);
             }
             FromSocket::Frame(WsMessage::Close(_)) | FromSocket::Ended => ctx.stop(),
+            FromSocket::Violation(violation) => {
+                tracing::info!(agent_id = %self.agent_id(), code = ?violation.code, reason = %violation.reason, "failing the agent socket");
+                self.send_frame(Outbound::Close(Box::new(violation.close_reason())), ctx);
+                ctx.stop();
+            }
             FromSocket::Frame(WsMessage::Ping(bytes)) => {
                 self.send_frame(Outbound::Pong(Box::new(bytes)), ctx);
             }
@@ -512,46 +567,17 @@ impl Handler<FromSocket> for AgentSession {
     }
 }
 
-/// Owns the socket's write half: the only place that writes to it.
-pub async fn write_socket(mut socket: actix_ws::Session, mut rx: mpsc::Receiver<Outbound>) {
-    while let Some(frame) = rx.recv().await {
-        let result = match frame {
-            Outbound::Text(text) => socket.text(text).await,
-            Outbound::Ping => socket.ping(b"").await,
-            Outbound::Pong(bytes) => socket.pong(&bytes).await,
-            Outbound::Close(reason) => {
-                let _ = socket.close(Some(*reason)).await;
-                return;
-            }
-        };
-        if result.is_err() {
-            return;
-        }
-    }
-    let _ = socket.close(None).await;
-}
-
 /// Feeds the socket's read half to the session, waiting for the session to take each
-/// frame, so a flood of frames is held back by TCP rather than queued in memory.
-pub async fn read_socket(mut stream: actix_ws::MessageStream, session: Addr<AgentSession>) {
-    use futures_util::StreamExt;
-    let mut errors = 0;
-    while let Some(frame) = stream.next().await {
-        match frame {
-            Ok(frame) => {
-                errors = 0;
-                if session.send(FromSocket::Frame(frame)).await.is_err() {
-                    return;
-                }
-            }
-            // A peer that closes its TCP connection right after its last frames makes the
-            // stream report the EOF before it has decoded those frames (an ack, a close);
-            // polling on lets it hand them over before it ends.
-            Err(e) if errors < 3 => {
-                errors += 1;
-                tracing::debug!(error = %e, "agent socket read error");
-            }
-            Err(_) => break,
+/// message, so a flood of frames is held back by TCP rather than queued in memory.
+pub async fn read_socket(mut reader: FrameReader, session: Addr<AgentSession>) {
+    while let Some(next) = reader.next().await {
+        let msg = match next {
+            Ok(frame) => FromSocket::Frame(frame),
+            Err(violation) => FromSocket::Violation(violation),
+        };
+        let last = matches!(msg, FromSocket::Violation(_));
+        if session.send(msg).await.is_err() || last {
+            return;
         }
     }
     let _ = session.send(FromSocket::Ended).await;

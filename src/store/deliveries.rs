@@ -107,6 +107,13 @@ impl PendingDelivery {
     }
 }
 
+/// One read of an agent's queue.
+pub struct PendingPage {
+    pub deliveries: Vec<PendingDelivery>,
+    /// Nothing was left out: the queue held no more after this page when it was read.
+    pub is_short: bool,
+}
+
 /// A delivery as the activity list shows it.
 #[derive(Clone, Debug)]
 pub struct ActivityRecord {
@@ -174,24 +181,61 @@ fn pending_from_row(r: &SqliteRow) -> PendingDelivery {
 }
 
 impl Store {
-    /// The next page of an agent's queue after `after_queue_seq`, oldest first.
+    /// The next page of an agent's queue after `after_queue_seq`, oldest first: at most
+    /// `limit` deliveries and at most `max_bytes` of bodies, except that with
+    /// `first_always` the first delivery comes however large it is. The sizes are read
+    /// first, from the queue's index alone, so a body that would not fit is never read.
     pub async fn pending_page(
         &self,
         agent_id: &AgentId,
         after_queue_seq: i64,
         limit: u32,
-    ) -> Result<Vec<PendingDelivery>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "{PENDING_SELECT}
-             WHERE d.agent_id = ? AND d.status IN ('queued', 'sent') AND d.queue_seq > ?
-             ORDER BY d.queue_seq LIMIT ?"
-        ))
+        max_bytes: usize,
+        first_always: bool,
+    ) -> Result<PendingPage, sqlx::Error> {
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT queue_seq, size_bytes FROM deliveries
+             WHERE agent_id = ? AND status IN ('queued', 'sent') AND queue_seq > ?
+             ORDER BY queue_seq LIMIT ?",
+        )
         .bind(agent_id.as_str())
         .bind(after_queue_seq)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(pending_from_row).collect())
+        let (mut total, mut last, mut cut) = (0usize, None, false);
+        for (queue_seq, size) in &sizes {
+            let size = usize::try_from(*size).unwrap_or(usize::MAX);
+            let exempt = first_always && last.is_none();
+            if !exempt && total.saturating_add(size) > max_bytes {
+                cut = true;
+                break;
+            }
+            total = total.saturating_add(size);
+            last = Some(*queue_seq);
+        }
+        let Some(last) = last else {
+            return Ok(PendingPage {
+                deliveries: Vec::new(),
+                is_short: !cut,
+            });
+        };
+        let rows = sqlx::query(&format!(
+            "{PENDING_SELECT}
+             WHERE d.agent_id = ? AND d.status IN ('queued', 'sent')
+                AND d.queue_seq > ? AND d.queue_seq <= ?
+             ORDER BY d.queue_seq LIMIT ?"
+        ))
+        .bind(agent_id.as_str())
+        .bind(after_queue_seq)
+        .bind(last)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(PendingPage {
+            deliveries: rows.iter().map(pending_from_row).collect(),
+            is_short: !cut && sizes.len() < limit as usize,
+        })
     }
 
     /// A webhook's activity, newest first; `before` is a delivery id from a previous page.
