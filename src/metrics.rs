@@ -36,6 +36,8 @@ pub struct Metrics {
     pub ingested: Counter,
     /// Refused by signature verification, recorded as `rejected`.
     pub rejected: Counter,
+    /// Refused by signature verification past the rate at which they are recorded.
+    pub rejected_unrecorded: Counter,
     /// Seen before on the same webhook, recorded as `duplicate`.
     pub duplicates: Counter,
     /// Refused with 503 because the agent's backlog was at its cap.
@@ -81,6 +83,7 @@ impl Metrics {
             registry: Registry::with_prefix("hookhub"),
             ingested: Counter::default(),
             rejected: Counter::default(),
+            rejected_unrecorded: Counter::default(),
             duplicates: Counter::default(),
             backlog_full: Counter::default(),
             delivered: Counter::default(),
@@ -105,6 +108,11 @@ impl Metrics {
             "deliveries_rejected",
             "Requests that failed signature verification",
             m.rejected.clone(),
+        );
+        r.register(
+            "deliveries_rejected_unrecorded",
+            "Requests that failed signature verification past the rate at which they are recorded",
+            m.rejected_unrecorded.clone(),
         );
         r.register(
             "deliveries_duplicate",

@@ -87,6 +87,16 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Gives back a token taken for `webhook` by a request that turned out not to count.
+    pub fn refund(&self, webhook: &WebhookId) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.map.get_mut(webhook) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
+}
+
 fn elapsed(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64()
 }
@@ -123,6 +133,25 @@ mod tests {
             assert_eq!(limiter.check_at(&id, t2), Ok(()));
         }
         assert!(limiter.check_at(&id, t2).is_err());
+    }
+
+    #[test]
+    fn a_refunded_token_can_be_taken_again() {
+        let limiter = RateLimiter::new(1.0, 2);
+        let id = WebhookId::generate();
+        let t = Instant::now();
+        assert_eq!(limiter.check_at(&id, t), Ok(()));
+        assert_eq!(limiter.check_at(&id, t), Ok(()));
+        assert!(limiter.check_at(&id, t).is_err());
+        limiter.refund(&id);
+        assert_eq!(limiter.check_at(&id, t), Ok(()));
+        // Never beyond the burst.
+        for _ in 0..5 {
+            limiter.refund(&id);
+        }
+        assert_eq!(limiter.check_at(&id, t), Ok(()));
+        assert_eq!(limiter.check_at(&id, t), Ok(()));
+        assert!(limiter.check_at(&id, t).is_err());
     }
 
     #[test]

@@ -109,6 +109,8 @@ impl Application {
             shutdown: CancellationToken::new(),
             metrics,
             webhooks: Arc::default(),
+            // Ten a second per webhook, a hundred at once: plenty to debug a secret.
+            rejections: Arc::new(RateLimiter::new(10.0, 100)),
         };
 
         let data = web::Data::new(hub.clone());

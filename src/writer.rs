@@ -29,7 +29,7 @@ use crate::{
     ids::{AgentId, DeliveryId, WebhookId},
     metrics::Metrics,
     store::{
-        deliveries::{self, BatchWrites, InsertRow, NewDelivery},
+        deliveries::{self, BatchWrites, BodyCut, InsertRow, NewDelivery},
         DeliveryStatus, OwnedAgent, PendingDelivery, Store,
     },
 };
@@ -42,6 +42,10 @@ const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Nobody waits for them and losing one costs only a resend, so a commit (an fsync) of
 /// their own buys nothing, and it delays the next ingest that arrives while it runs.
 const LINGER: Duration = Duration::from_millis(10);
+/// Rejected requests kept per webhook, newest first. Each keeps its headers and at most
+/// [`crate::routes::ingest::REJECTED_BODY_KEPT`] of its body, so this bounds what senders
+/// failing verification can add to the data directory, per webhook.
+pub const REJECTED_KEPT_PER_WEBHOOK: i64 = 100;
 /// How long the checkpointer lets commits gather before it copies them: at most ten
 /// checkpoints a second, none while nothing is written.
 const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
@@ -63,7 +67,12 @@ enum Op {
         NewDelivery,
         oneshot::Sender<Result<IngestOutcome, WriteError>>,
     ),
-    Reject(NewDelivery, String, oneshot::Sender<Result<(), WriteError>>),
+    Reject(
+        NewDelivery,
+        String,
+        BodyCut,
+        oneshot::Sender<Result<(), WriteError>>,
+    ),
     Ack(AgentId, DeliveryId),
     Sent(AgentId, Vec<DeliveryId>),
     Requeue {
@@ -88,7 +97,7 @@ impl Op {
 
     fn body_len(&self) -> usize {
         match self {
-            Op::Ingest(d, _) | Op::Reject(d, _, _) => d.body.len(),
+            Op::Ingest(d, _) | Op::Reject(d, ..) => d.body.len(),
             _ => 0,
         }
     }
@@ -135,10 +144,16 @@ impl DeliveryWriter {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Records a request that failed verification; it never reaches the agent.
-    pub async fn reject(&self, d: NewDelivery, reason: String) -> Result<(), WriteError> {
+    /// Records a request that failed verification; it never reaches the agent. `d.body`
+    /// is the start of the body that is kept, `cut` says what the whole body was.
+    pub async fn reject(
+        &self,
+        d: NewDelivery,
+        reason: String,
+        cut: BodyCut,
+    ) -> Result<(), WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Op::Reject(d, reason, reply)).await?;
+        self.submit(Op::Reject(d, reason, cut, reply)).await?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -415,14 +430,16 @@ impl WriterTask {
                     ));
                     answers.push(Answer::Ingest(reply, IngestOutcome::Queued(id)));
                 }
-                Op::Reject(d, reason, reply) => {
-                    deferred.rows.push(Row::new(
+                Op::Reject(d, reason, cut, reply) => {
+                    let mut row = Row::new(
                         &mut self.next_seq,
                         d,
                         DeliveryStatus::Rejected,
                         None,
                         Some(reason),
-                    ));
+                    );
+                    row.cut = Some(cut);
+                    deferred.rows.push(row);
                     answers.push(Answer::Reject(reply));
                 }
                 Op::Ack(agent_id, id) => deferred.acks.push((agent_id, id)),
@@ -495,6 +512,7 @@ struct Row {
     status: DeliveryStatus,
     queue_seq: Option<i64>,
     reason: Option<String>,
+    cut: Option<BodyCut>,
 }
 
 impl Row {
@@ -514,6 +532,7 @@ impl Row {
             status,
             queue_seq,
             reason,
+            cut: None,
         }
     }
 }
@@ -551,15 +570,33 @@ impl Deferred {
                 status: r.status,
                 queue_seq: r.queue_seq,
                 reason: r.reason.as_deref(),
+                cut: r.cut.as_ref(),
             })
             .collect();
+        // Rejected rows are pruned per webhook after they are in: then the batch cannot
+        // end in the same round trip as its inserts.
+        let mut rejected_on: Vec<&WebhookId> = self
+            .rows
+            .iter()
+            .filter(|r| r.status == DeliveryStatus::Rejected)
+            .map(|r| &r.d.webhook_id)
+            .collect();
+        rejected_on.sort_unstable();
+        rejected_on.dedup();
         let writes = BatchWrites {
             rows: &rows,
             sent: &self.sent_ids,
             acks: &self.acks,
             at: now,
         };
-        let acked_by_agent = deliveries::write_batch(conn, &writes, commit).await?;
+        let prune = !rejected_on.is_empty();
+        let acked_by_agent = deliveries::write_batch(conn, &writes, commit && !prune).await?;
+        for webhook_id in rejected_on {
+            deliveries::prune_rejected(conn, webhook_id, REJECTED_KEPT_PER_WEBHOOK).await?;
+        }
+        if commit && prune {
+            deliveries::commit(conn).await?;
+        }
         drop(rows);
         self.sent_ids.clear();
         self.acks.clear();

@@ -701,3 +701,145 @@ async fn frames_after_a_rotation_are_signed_with_the_new_secret() {
         "and the old one during the overlap"
     );
 }
+
+/// Anyone who knows a webhook's URL can post to it. Forged requests with megabyte bodies
+/// keep only what an owner needs to debug them, so they cannot fill the disk: here the
+/// hub's files may not grow past 48 MiB while 160 MiB of forged bodies arrive, and the
+/// real sender's delivery still goes through.
+#[actix_web::test]
+async fn a_flood_of_forged_requests_stores_little_and_never_crowds_out_the_real_sender() {
+    use common::process::{dir_size, free_port, HubProcess};
+    use futures_util::StreamExt;
+    use sha2::Digest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let hub = HubProcess::start_under(
+        &["prlimit", "--fsize=50331648"],
+        dir.path(),
+        free_port(),
+        &[],
+        std::process::Stdio::null(),
+        "info",
+    );
+    let client = common::HubClient::new(hub.port, hub.owner_token.as_deref().unwrap());
+    let (agent, token) = client.create_agent("bot").await;
+    let wh = client
+        .create_webhook(&client.owner_token, &agent, "gh", "github")
+        .await;
+    let wid = wh["webhookId"].as_str().unwrap().to_owned();
+    let secret = wh["signingSecret"].as_str().unwrap().to_owned();
+    let before = dir_size(dir.path());
+
+    let forged = "f".repeat(1 << 20);
+    let statuses: Vec<u16> = futures_util::stream::iter(0..160)
+        .map(|i| {
+            let (client, wid, forged) = (&client, &wid, &forged);
+            async move {
+                let delivery = format!("forged-{i}");
+                client
+                    .ingest(
+                        wid,
+                        forged.clone(),
+                        &[
+                            ("X-GitHub-Event", "push"),
+                            ("X-GitHub-Delivery", &delivery),
+                            ("X-Hub-Signature-256", &format!("sha256={}", "0".repeat(64))),
+                        ],
+                    )
+                    .await
+                    .status
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let grown = dir_size(dir.path()).saturating_sub(before);
+    assert!(grown < 8 << 20, "the data directory grew by {grown} bytes");
+
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let r = client
+        .ingest(
+            &wid,
+            body,
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-GitHub-Delivery", "real-1"),
+                ("X-Hub-Signature-256", &github_signature(&secret, body)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.json);
+    let mut sock = client.connect(&token).await;
+    let d = sock.next_delivery(10).await;
+    assert_eq!(d["body"], body);
+
+    // What a rejected request keeps: its size and hash, and the start of its body.
+    let rows = client.activity(&agent, &wid).await;
+    let rejected: Vec<&Value> = rows.iter().filter(|r| r["status"] == "rejected").collect();
+    assert!(
+        !rejected.is_empty() && rejected.len() <= 100,
+        "{}",
+        rejected.len()
+    );
+    let row = rejected[0];
+    assert_eq!(row["sizeBytes"], 1 << 20);
+    assert_eq!(
+        row["bodySha256"],
+        hex::encode(sha2::Sha256::digest(forged.as_bytes()))
+    );
+    let detail = client
+        .get(
+            &format!(
+                "/v1/agents/{agent}/webhooks/{wid}/deliveries/{}",
+                row["deliveryId"].as_str().unwrap()
+            ),
+            &client.owner_token,
+        )
+        .await;
+    assert_eq!(detail.status, 200);
+    assert_eq!(detail.json["body"].as_str().unwrap(), &forged[..4096]);
+    assert_eq!(detail.json["bodyTruncated"], true);
+    assert!(detail.json["headers"]["x-github-delivery"].is_string());
+}
+
+/// However slowly they come, only the newest hundred rejected requests of a webhook stay.
+#[actix_web::test]
+async fn only_the_newest_rejected_requests_of_a_webhook_are_kept() {
+    use sha2::Digest;
+    let app = spawn_app().await;
+    let (agent, _, wid, _) = webhook(&app, "github").await;
+    let bad = [(
+        "X-Hub-Signature-256".to_owned(),
+        format!("sha256={}", "0".repeat(64)),
+    )];
+    // Ten a second are recorded after the first hundred: 130 take a little over 3 s.
+    let mut recorded = 0;
+    let mut n = 0;
+    while recorded < 130 {
+        n += 1;
+        let r = post(&app, &wid, &format!("{{\"n\":{n}}}"), &bad).await;
+        assert_eq!(r.status, 401);
+        let rows = app.activity(&agent, &wid).await;
+        let sent = hex::encode(sha2::Sha256::digest(format!("{{\"n\":{n}}}").as_bytes()));
+        if rows.first().map(|r| r["bodySha256"].clone()) == Some(json!(sent)) {
+            recorded += 1;
+        } else {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let page = app
+        .get(
+            &format!("/v1/agents/{agent}/webhooks/{wid}/deliveries?limit=100"),
+            &app.owner_token,
+        )
+        .await;
+    let rows = page.json["deliveries"].as_array().unwrap();
+    assert_eq!(rows.len(), 100);
+    assert!(rows.iter().all(|r| r["status"] == "rejected"));
+    assert!(
+        page.json["nextCursor"].is_null(),
+        "{}",
+        page.json["nextCursor"]
+    );
+}

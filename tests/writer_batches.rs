@@ -70,6 +70,7 @@ fn queued(rows: &[NewDelivery]) -> Vec<InsertRow<'_>> {
             status: DeliveryStatus::Queued,
             queue_seq: Some(i as i64 + 1),
             reason: None,
+            cut: None,
         })
         .collect()
 }

@@ -7,7 +7,9 @@
 //! reports it durable. Slack's `url_verification` is answered here and never queued.
 
 use actix_web::{http::header::HeaderMap, web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::{
     clock,
@@ -16,9 +18,13 @@ use crate::{
     providers::{Keys, Verdict},
     ratelimit::{retry_after_secs, RateLimiter},
     service::Hub,
-    store::deliveries::NewDelivery,
+    store::deliveries::{BodyCut, NewDelivery},
     writer::IngestOutcome,
 };
+
+/// How much of a rejected request's body is kept: enough to see what was sent. Anyone
+/// who knows a webhook's URL can send one, so its whole body is never stored.
+pub const REJECTED_BODY_KEPT: usize = 4096;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/hooks/{webhook}", web::post().to(ingest));
@@ -103,7 +109,12 @@ async fn ingest(
         Verdict::Verified => delivery.verified = true,
         // Stripe and Slack before the owner has set the secret they issued.
         Verdict::Unverifiable => {}
-        Verdict::Rejected(reason) => return Err(reject(&hub, delivery, reason).await),
+        Verdict::Rejected(reason) => {
+            // A sender that fails verification does not spend the webhook's rate: a flood
+            // of forged requests must not get the real sender's requests refused.
+            limiter.refund(&webhook.id);
+            return Err(reject(&hub, delivery, reason).await);
+        }
     }
     if let Some(challenge) = inspection.challenge {
         // Slack is checking the URL: nothing for the agent.
@@ -130,9 +141,23 @@ async fn ingest(
 
 /// Records a request that failed verification and makes its 401. The verdict stands even
 /// if the record cannot be written: a sender is never asked to retry a bad signature.
-async fn reject(hub: &Hub, delivery: NewDelivery, reason: String) -> ApiError {
+///
+/// The record keeps the headers, the start of the body, and the whole body's size and
+/// hash. Past a few per second on one webhook, requests are only counted: the writer's
+/// time and the disk are for deliveries, and the records kept show what is wrong.
+async fn reject(hub: &Hub, mut delivery: NewDelivery, reason: String) -> ApiError {
+    if hub.rejections.check(&delivery.webhook_id).is_err() {
+        hub.metrics.rejected_unrecorded.inc();
+        return ApiError::InvalidSignature(reason);
+    }
     tracing::info!(webhook_id = %delivery.webhook_id, delivery_id = %delivery.id, %reason, "request rejected");
-    if let Err(e) = hub.writer.reject(delivery, reason.clone()).await {
+    let cut = BodyCut {
+        size_bytes: delivery.body.len() as i64,
+        sha256: hex::encode(Sha256::digest(&delivery.body)),
+    };
+    delivery.body =
+        Bytes::copy_from_slice(&delivery.body[..delivery.body.len().min(REJECTED_BODY_KEPT)]);
+    if let Err(e) = hub.writer.reject(delivery, reason.clone(), cut).await {
         tracing::error!(error = %e, "a rejected request could not be recorded");
     }
     ApiError::InvalidSignature(reason)

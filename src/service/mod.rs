@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::Registry, auth::Caller, config::Config, crypto::MasterKey, error::ApiError,
-    ids::AgentId, metrics::Metrics, store::OwnedAgent, store::Store, webhook_cache::WebhookCache,
-    writer::DeliveryWriter,
+    ids::AgentId, metrics::Metrics, ratelimit::RateLimiter, store::OwnedAgent, store::Store,
+    webhook_cache::WebhookCache, writer::DeliveryWriter,
 };
 
 /// Everything a request or a session needs, shared by all of them.
@@ -37,6 +37,9 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Active webhooks as ingest sees them; invalidated by every change to one.
     pub webhooks: Arc<WebhookCache>,
+    /// How many rejected requests per webhook are recorded: past this rate they are
+    /// refused all the same, and only counted.
+    pub rejections: Arc<RateLimiter>,
 }
 
 /// The agent named by a path (`me` for an agent caller), if the caller owns it. Anything

@@ -137,6 +137,9 @@ pub struct DeliveryView {
     /// Why a request was rejected, for debugging a misconfigured secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A rejected request keeps only the start of its body: this is the whole body's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
 }
 
 impl DeliveryView {
@@ -153,6 +156,7 @@ impl DeliveryView {
             size_bytes: r.size_bytes,
             verified: r.verified,
             reason: r.reason.clone(),
+            body_sha256: r.body_sha256.clone(),
         }
     }
 }
@@ -173,6 +177,9 @@ pub struct DeliveryDetail {
     pub headers: Box<RawValue>,
     pub body: String,
     pub body_encoding: &'static str,
+    /// `body` is only the start of what was received (`sizeBytes` long).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body_truncated: bool,
 }
 
 /// A body as text when it is UTF-8, else base64: `(body, bodyEncoding)`.

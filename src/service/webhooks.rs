@@ -280,12 +280,14 @@ pub async fn get_delivery(
         .await?
         .ok_or(ApiError::NotFound)?;
     let headers = serde_json::value::RawValue::from_string(headers).map_err(ApiError::internal)?;
+    let body_truncated = (body.len() as i64) < record.size_bytes;
     let (body, body_encoding) = super::views::encode_body(&body);
     Ok(DeliveryDetail {
         record: DeliveryView::new(&record),
         headers,
         body: body.into_owned(),
         body_encoding,
+        body_truncated,
     })
 }
 

@@ -128,10 +128,12 @@ pub struct ActivityRecord {
     pub attempts: i64,
     pub size_bytes: i64,
     pub verified: bool,
+    /// Of a rejected request's whole body, of which only the start is kept.
+    pub body_sha256: Option<String>,
 }
 
 const ACTIVITY_COLUMNS: &str =
-    "id, webhook_id, status, event, reason, received_at, sent_at, acked_at, attempts, size_bytes, verified";
+    "id, webhook_id, status, event, reason, received_at, sent_at, acked_at, attempts, size_bytes, verified, body_sha256";
 
 fn activity_from_row(r: &SqliteRow) -> ActivityRecord {
     let status: String = r.get("status");
@@ -147,6 +149,7 @@ fn activity_from_row(r: &SqliteRow) -> ActivityRecord {
         attempts: r.get("attempts"),
         size_bytes: r.get("size_bytes"),
         verified: r.get::<i64, _>("verified") != 0,
+        body_sha256: r.get("body_sha256"),
     }
 }
 
@@ -347,6 +350,12 @@ pub async fn begin_batch(
     Ok(originals)
 }
 
+/// Commits a transaction opened by [`begin_batch`], for a batch whose last statements
+/// could not go with the `COMMIT` of [`write_batch`].
+pub async fn commit(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("COMMIT").execute(conn).await.map(drop)
+}
+
 /// Ends a transaction opened by [`begin_batch`] without keeping anything. Harmless when
 /// none is open (a failed `COMMIT` may or may not have ended it).
 pub async fn rollback(conn: &mut SqliteConnection) {
@@ -364,6 +373,17 @@ pub struct InsertRow<'a> {
     pub status: DeliveryStatus,
     pub queue_seq: Option<i64>,
     pub reason: Option<&'a str>,
+    /// The whole body's size and SHA-256 where `d.body` keeps only its start (rejected
+    /// requests); `None`: the body is whole.
+    pub cut: Option<&'a BodyCut>,
+}
+
+/// What a stored body that was cut short still says about the whole one.
+#[derive(Debug, Clone)]
+pub struct BodyCut {
+    pub size_bytes: i64,
+    /// Hex SHA-256 of the whole body.
+    pub sha256: String,
 }
 
 /// What a batch writes in bulk: new rows, send markers and acks.
@@ -379,9 +399,10 @@ pub struct BatchWrites<'a> {
 }
 
 const INSERT_COLUMNS: &str = "INSERT INTO deliveries (seq, id, webhook_id, agent_id, status,
-    queue_seq, event, provider_delivery_id, verified, reason, received_at, attempts, size_bytes)
+    queue_seq, event, provider_delivery_id, verified, reason, received_at, attempts, size_bytes,
+    body_sha256)
     VALUES ";
-const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)";
+const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)";
 const INSERT_PAYLOAD_COLUMNS: &str = "INSERT INTO delivery_payloads (seq, headers, body) VALUES ";
 const INSERT_PAYLOAD_ROW: &str = "(?, ?, ?)";
 /// Rows per insert statement: a batch is `k` statements of the first size, then at most
@@ -534,7 +555,8 @@ fn bind_rows<'q>(mut q: SqliteQuery<'q>, rows: &[InsertRow<'q>], chunk: usize) -
                 .bind(d.verified)
                 .bind(r.reason)
                 .bind(d.received_at)
-                .bind(d.body.len() as i64);
+                .bind(r.cut.map_or(d.body.len() as i64, |c| c.size_bytes))
+                .bind(r.cut.map(|c| c.sha256.as_str()));
         }
         for r in rows {
             q = q
@@ -563,6 +585,7 @@ pub async fn insert(
         status,
         queue_seq,
         reason,
+        cut: None,
     }];
     let w = BatchWrites {
         rows: &rows,
@@ -571,6 +594,27 @@ pub async fn insert(
         at: 0,
     };
     write_batch(conn, &w, false).await.map(drop)
+}
+
+/// Deletes all but the newest `keep` rejected requests of a webhook, payloads included
+/// (by cascade): what senders that fail verification can add to the data directory stays
+/// bounded per webhook however many of them there are.
+pub async fn prune_rejected(
+    conn: &mut SqliteConnection,
+    webhook_id: &WebhookId,
+    keep: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM deliveries WHERE webhook_id = ? AND status = 'rejected' AND seq <= (
+            SELECT seq FROM deliveries WHERE webhook_id = ? AND status = 'rejected'
+            ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+    )
+    .bind(webhook_id.as_str())
+    .bind(webhook_id.as_str())
+    .bind(keep)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// A JSON array of ids, bound as one parameter and read with `json_each`: one statement

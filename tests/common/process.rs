@@ -43,7 +43,29 @@ impl HubProcess {
         stderr: Stdio,
         log_filter: &str,
     ) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+        Self::start_under(&[], data_dir, port, extra, stderr, log_filter)
+    }
+
+    /// Starts `hookhub serve` as the last argument of `wrapper` (a command such as
+    /// `prlimit --nofile=256`), or directly when `wrapper` is empty.
+    pub fn start_under(
+        wrapper: &[&str],
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        stderr: Stdio,
+        log_filter: &str,
+    ) -> Self {
+        let bin = env!("CARGO_BIN_EXE_hookhub");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .env("RUST_LOG", log_filter)
             .arg("serve")
             .arg("--listen")
@@ -114,4 +136,20 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS");
     kib * 1024
+}
+
+/// The bytes of every file under `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                dir_size(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
 }
