@@ -27,6 +27,7 @@
 //!   deliveries to a local app or prints them, acking each once it is handed over.
 //! - [`metrics`]: the counters and histograms served on `/metrics`.
 //! - [`crypto`]: tokens, their hashes, and signing secrets sealed at rest.
+//! - [`datadir`]: the data directory and its files, private to the user the hub runs as.
 //! - [`ids`], [`clock`], [`error`]: typed prefixed ids, timestamps, the one error type.
 
 pub mod actors;
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod datadir;
 pub mod error;
 pub mod ids;
 pub mod listen;

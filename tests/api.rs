@@ -634,3 +634,67 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     // lock, are tested beside a running server above.)
     assert_eq!(app.get("/v1/agents", &app.owner_token).await.status, 200);
 }
+
+/// The data directory holds payloads, token hashes and the master key. Only the user the
+/// hub runs as may read any of it: what the hub creates, and what it finds left readable
+/// to others (by an older version, or by hand) once it starts on it again.
+#[cfg(unix)]
+#[actix_web::test]
+async fn data_files_are_private_to_the_user_the_hub_runs_as() {
+    use common::process::{free_port, HubProcess};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+    /// The directory is 0700 and every file in it is its owner's alone; the database's
+    /// WAL and shared memory are there, as they are while a hub runs.
+    fn assert_private(dir: &std::path::Path) {
+        assert_eq!(format!("{:o}", mode(dir)), "700", "the data directory");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(mode(&path) & 0o077, 0, "{name} is {:o}", mode(&path));
+            names.push(name);
+        }
+        for expected in [
+            "hookhub.db",
+            "hookhub.db-wal",
+            "hookhub.db-shm",
+            "master.key",
+            "serve.lock",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+        }
+    }
+    async fn write_some(port: u16, owner: &str) {
+        let client = common::HubClient::new(port, owner);
+        let (agent, _) = client.create_agent("bot").await;
+        let wh = client.create_webhook(owner, &agent, "gh", "generic").await;
+        let r = client
+            .ingest_signed(wh["webhookId"].as_str().unwrap(), r#"{"n":1}"#, &[])
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.json);
+    }
+
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    let mut hub = HubProcess::start(&data, free_port(), &[]);
+    let owner = hub.owner_token.clone().unwrap();
+    assert_private(&data);
+    write_some(hub.port, &owner).await;
+    assert_private(&data);
+    // Killed, so that its WAL and shared memory stay behind for the next start to find.
+    hub.kill9();
+
+    // Everything loosened, as a hub that did not care left it: the next start tightens it.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let hub = HubProcess::start(&data, free_port(), &[]);
+    write_some(hub.port, &owner).await;
+    assert_private(&data);
+}
