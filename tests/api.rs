@@ -601,6 +601,75 @@ async fn logs_never_contain_tokens_or_secrets() {
     }
 }
 
+/// Anyone can send the hub bytes that are not HTTP. Each such request is refused and
+/// counted, not logged as an error: a flood of them makes a summary line at most every
+/// 10 s (and one at shutdown for the rest), never one line each, and the hub serves on.
+#[actix_web::test]
+async fn malformed_requests_are_counted_and_summarised_not_logged_as_errors() {
+    use common::process::{free_port, HubProcess};
+    use std::io::{Read, Write};
+
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("hub.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let mut hub = HubProcess::start_with(&data.path().join("data"), port, &[], log.into(), "info");
+    let malformed: [&[u8]; 3] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad\x01Header: y\r\n\r\n",
+        b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    let sent = 201;
+    for n in 0..sent {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(malformed[n % malformed.len()]).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    let client = common::HubClient::new(port, "");
+    assert_eq!(
+        client.request("GET", "/healthz", None, None).await.status,
+        200
+    );
+    let metrics = client.request("GET", "/metrics", None, None).await;
+    let metrics = String::from_utf8_lossy(&metrics.raw).into_owned();
+    assert!(
+        metrics.contains(&format!("hookhub_malformed_requests_total {sent}\n")),
+        "{metrics}"
+    );
+    assert!(hub.terminate());
+
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logged.contains("hookhub started"), "{logged}");
+    assert!(!logged.contains("ERROR"), "{logged}");
+    let summaries: Vec<&str> = logged
+        .lines()
+        .filter(|line| line.contains("malformed HTTP request"))
+        .collect();
+    assert!(
+        (1..=2).contains(&summaries.len()),
+        "a summary, at most every 10 s and at shutdown: {summaries:#?}"
+    );
+    let counted: usize = summaries
+        .iter()
+        .map(|line| {
+            assert!(line.contains("WARN"), "{line}");
+            let before = line.split(" malformed HTTP requests").next().unwrap();
+            before.rsplit(' ').next().unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(counted, sent, "{summaries:#?}");
+}
+
 #[actix_web::test]
 async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     let app = spawn_app().await;
