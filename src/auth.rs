@@ -7,6 +7,10 @@
 //! CSRF token in `X-CSRF-Token`, which only the dashboard's own script can read; without
 //! it the request is answered 401 like any other unauthenticated one. A bearer token,
 //! when present, always wins and the cookie is ignored, so API callers are unaffected.
+//!
+//! The CSRF token is an HMAC of the session id, which only the cookie carries and the
+//! database holds only hashed: it is stored nowhere, a copy of the database cannot give
+//! it away, and the script that reads it learns nothing of the cookie from it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +22,8 @@ use actix_web::{
     web, FromRequest, HttpRequest,
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::{
     clock,
@@ -34,6 +40,9 @@ pub const SESSION_COOKIE: &str = "hookhub_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Session ids are prefixed like tokens, so that a leaked one is recognisable.
 const SESSION_ID_PREFIX: &str = "hh_session_";
+/// What the session id, as the HMAC key, signs to make the session's CSRF token: a label
+/// of its own, so that nothing else the id might ever key could come out as this token.
+const CSRF_LABEL: &[u8] = b"hookhub dashboard CSRF token v1";
 
 #[derive(Clone, Debug)]
 pub enum Caller {
@@ -112,18 +121,34 @@ impl FromRequest for Caller {
             if let Some(sent) = csrf {
                 check_csrf(&session, sent.as_deref())?;
             }
-            Ok(Caller::Owner(session.account_id))
+            Ok(Caller::Owner(session.stored.account_id))
         })
     }
 }
 
 // ---- Dashboard sessions ---------------------------------------------------------------
 
+/// A live dashboard session: as stored, and the CSRF token its changes must carry.
+pub struct Session {
+    pub stored: DashboardSession,
+    pub csrf_token: Secret,
+}
+
 /// A new sign-in: the cookie value (shown to the browser once, stored only hashed) and
-/// the session as stored.
+/// the session.
 pub struct SignedIn {
     pub session_id: Secret,
-    pub session: DashboardSession,
+    pub session: Session,
+}
+
+/// The CSRF token of the session with this id.
+fn csrf_token(session_id: &str) -> Result<Secret, ApiError> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(session_id.as_bytes()).map_err(ApiError::internal)?;
+    mac.update(CSRF_LABEL);
+    Ok(Secret::new(
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()),
+    ))
 }
 
 /// Methods that change nothing, and so need no CSRF token.
@@ -146,28 +171,33 @@ fn csrf_header(req: &HttpRequest) -> Option<String> {
 
 /// The live session a cookie value names, compared again in constant time after the
 /// lookup by hash, as tokens are.
-pub async fn find_session(
-    hub: &Hub,
-    cookie_value: &str,
-) -> Result<Option<DashboardSession>, ApiError> {
+pub async fn find_session(hub: &Hub, cookie_value: &str) -> Result<Option<Session>, ApiError> {
     if !cookie_value.starts_with(SESSION_ID_PREFIX) {
         return Ok(None);
     }
     let hash = crypto::hash_token(cookie_value);
-    let session = hub.store.dashboard_session(&hash, clock::now_ms()).await?;
-    Ok(session.filter(|s| crypto::ct_eq(&s.id_hash, &hash)))
+    let stored = hub.store.dashboard_session(&hash, clock::now_ms()).await?;
+    match stored.filter(|s| crypto::ct_eq(&s.id_hash, &hash)) {
+        Some(stored) => Ok(Some(Session {
+            stored,
+            csrf_token: csrf_token(cookie_value)?,
+        })),
+        None => Ok(None),
+    }
 }
 
 /// The CSRF check of a state-changing request made with the session cookie.
-pub fn check_csrf(session: &DashboardSession, sent: Option<&str>) -> Result<(), ApiError> {
+pub fn check_csrf(session: &Session, sent: Option<&str>) -> Result<(), ApiError> {
     match sent {
-        Some(sent) if crypto::ct_eq(sent.as_bytes(), session.csrf_token.as_bytes()) => Ok(()),
+        Some(sent) if crypto::ct_eq(sent.as_bytes(), session.csrf_token.expose().as_bytes()) => {
+            Ok(())
+        }
         _ => Err(ApiError::CsrfRejected),
     }
 }
 
 /// The CSRF check for a handler that has the request and its session at hand.
-pub fn check_request_csrf(req: &HttpRequest, session: &DashboardSession) -> Result<(), ApiError> {
+pub fn check_request_csrf(req: &HttpRequest, session: &Session) -> Result<(), ApiError> {
     check_csrf(session, csrf_header(req).as_deref())
 }
 
@@ -184,28 +214,32 @@ pub async fn sign_in(hub: &Hub, owner_token: &str) -> Result<SignedIn, ApiError>
         "{SESSION_ID_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>()?)
     );
-    let csrf_token = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>()?);
     let ttl_ms = i64::try_from(hub.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_at = now.saturating_add(ttl_ms);
     let hash = crypto::hash_token(&session_id);
     hub.store
-        .insert_dashboard_session(&hash, &account_id, &csrf_token, now, expires_at)
+        .insert_dashboard_session(&hash, &account_id, now, expires_at)
         .await?;
-    let session = hub
+    let stored = hub
         .store
         .dashboard_session(&hash, now)
         .await?
         .ok_or_else(|| ApiError::internal("a session just made was not found"))?;
     tracing::info!(account_id = %account_id, "dashboard sign-in");
     Ok(SignedIn {
+        session: Session {
+            stored,
+            csrf_token: csrf_token(&session_id)?,
+        },
         session_id: Secret::new(session_id),
-        session,
     })
 }
 
-pub async fn sign_out(hub: &Hub, session: &DashboardSession) -> Result<(), ApiError> {
-    hub.store.delete_dashboard_session(&session.id_hash).await?;
-    tracing::info!(account_id = %session.account_id, "dashboard sign-out");
+pub async fn sign_out(hub: &Hub, session: &Session) -> Result<(), ApiError> {
+    hub.store
+        .delete_dashboard_session(&session.stored.id_hash)
+        .await?;
+    tracing::info!(account_id = %session.stored.account_id, "dashboard sign-out");
     Ok(())
 }
 

@@ -3,11 +3,13 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
     ids::AccountId,
     listen::{self, ListenArgs},
+    logging,
     service::{accounts, agents},
     startup::Application,
     store::Store,
@@ -109,9 +111,12 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     println!("hookhub: listening on {url}  (dashboard: {url}/)");
     tracing::info!(url = %url, "hookhub started");
-    app.run_until(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let stop_reports = CancellationToken::new();
+    let reports = actix_web::rt::spawn(logging::report_malformed(stop_reports.clone()));
+    let served = app.run_until(shutdown_signal()).await;
+    stop_reports.cancel();
+    let _ = reports.await;
+    served.map_err(|e| e.to_string())
 }
 
 /// SIGINT or SIGTERM.

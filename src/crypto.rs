@@ -19,6 +19,8 @@ use chacha20poly1305::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::datadir;
+
 pub const OWNER_TOKEN_PREFIX: &str = "hh_owner_";
 pub const AGENT_TOKEN_PREFIX: &str = "hh_agent_";
 pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
@@ -105,13 +107,15 @@ impl fmt::Debug for MasterKey {
 
 impl MasterKey {
     /// From `HOOKHUB_MASTER_KEY` (base64 of 32 bytes) when given, else from the key file in
-    /// the data directory, which is created with mode 0600 on first use.
+    /// the data directory, which is created with mode 0600 on first use (and made so if
+    /// found readable by others).
     pub fn load(from_env: Option<&Secret>, data_dir: &Path) -> Result<Self, CryptoError> {
         if let Some(encoded) = from_env {
             return Self::from_base64(encoded.expose().trim())
                 .map_err(|e| CryptoError::MasterKey(format!("HOOKHUB_MASTER_KEY: {e}")));
         }
         let path = data_dir.join(MASTER_KEY_FILE);
+        datadir::tighten(&path).map_err(|e| CryptoError::MasterKey(e.to_string()))?;
         match fs::read_to_string(&path) {
             Ok(encoded) => Self::from_base64(encoded.trim())
                 .map_err(|e| CryptoError::MasterKey(format!("{}: {e}", path.display()))),
@@ -176,14 +180,10 @@ impl MasterKey {
 }
 
 fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
+    let mut f = datadir::private_file_options()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     f.write_all(contents)?;
     f.sync_all()
 }

@@ -26,7 +26,10 @@
 //! - [`listen`]: `hookhub listen`, a client of a running hub that forwards an agent's
 //!   deliveries to a local app or prints them, acking each once it is handed over.
 //! - [`metrics`]: the counters and histograms served on `/metrics`.
+//! - [`logging`]: the log on stderr, which sums up malformed requests instead of an error
+//!   line each.
 //! - [`crypto`]: tokens, their hashes, and signing secrets sealed at rest.
+//! - [`datadir`]: the data directory and its files, private to the user the hub runs as.
 //! - [`ids`], [`clock`], [`error`]: typed prefixed ids, timestamps, the one error type.
 
 pub mod actors;
@@ -35,9 +38,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod datadir;
 pub mod error;
 pub mod ids;
 pub mod listen;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod providers;

@@ -57,6 +57,9 @@ pub struct Metrics {
     /// the socket; includes the time a delivery waited while its agent was offline.
     pub post_to_agent_seconds: Histogram,
     pub connected_agents: Gauge,
+    /// The process's count (see [`crate::logging::MALFORMED`]), not this hub's: the log
+    /// it stands in for is the process's too.
+    malformed_requests: Counter,
     backlog_depth: Gauge,
     oldest_queued_age_seconds: Gauge<f64, AtomicU64>,
 }
@@ -95,6 +98,7 @@ impl Metrics {
             // 1 ms (the resolution of receipt times) to about 70 minutes of waiting.
             post_to_agent_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 23)),
             connected_agents: Gauge::default(),
+            malformed_requests: crate::logging::MALFORMED.total.clone(),
             backlog_depth: Gauge::default(),
             oldest_queued_age_seconds: Gauge::default(),
         };
@@ -166,6 +170,12 @@ impl Metrics {
             "connected_agents",
             "Agents with a live socket",
             m.connected_agents.clone(),
+        );
+        r.register(
+            "malformed_requests",
+            "HTTP connections given up on for what the peer sent or did (bad requests, \
+             cut-off ones), logged only in summary",
+            m.malformed_requests.clone(),
         );
         r.register(
             "backlog_depth",

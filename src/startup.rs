@@ -3,7 +3,7 @@
 //! port they got.
 
 use std::{
-    fs::{File, OpenOptions, TryLockError},
+    fs::{File, TryLockError},
     future::Future,
     io,
     net::TcpListener,
@@ -19,6 +19,7 @@ use crate::{
     actors::{messages::CloseAll, Registry},
     config::Config,
     crypto::{CryptoError, MasterKey},
+    datadir,
     error::ApiError,
     metrics::Metrics,
     ratelimit::RateLimiter,
@@ -46,6 +47,8 @@ pub enum StartupError {
     DataDirInUse(String),
     #[error("cannot lock the data directory: {0}")]
     DataDirLock(io::Error),
+    #[error("data directory: {0}")]
+    DataDir(io::Error),
 }
 
 pub struct Application {
@@ -211,13 +214,15 @@ fn spawn_retention(hub: Hub) {
 /// the operating system's, so it ends with the process, `kill -9` included. The `account`
 /// and `agent` commands do not take it: they are meant to run beside a server.
 fn lock_data_dir(dir: &Path) -> Result<File, StartupError> {
-    std::fs::create_dir_all(dir).map_err(StartupError::DataDirLock)?;
-    let file = OpenOptions::new()
+    datadir::create_private_dir(dir).map_err(StartupError::DataDir)?;
+    let path = dir.join("serve.lock");
+    let file = datadir::private_file_options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join("serve.lock"))
+        .open(&path)
         .map_err(StartupError::DataDirLock)?;
+    datadir::tighten(&path).map_err(StartupError::DataDir)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(StartupError::DataDirInUse(dir.display().to_string())),

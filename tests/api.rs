@@ -601,6 +601,75 @@ async fn logs_never_contain_tokens_or_secrets() {
     }
 }
 
+/// Anyone can send the hub bytes that are not HTTP. Each such request is refused and
+/// counted, not logged as an error: a flood of them makes a summary line at most every
+/// 10 s (and one at shutdown for the rest), never one line each, and the hub serves on.
+#[actix_web::test]
+async fn malformed_requests_are_counted_and_summarised_not_logged_as_errors() {
+    use common::process::{free_port, HubProcess};
+    use std::io::{Read, Write};
+
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("hub.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let mut hub = HubProcess::start_with(&data.path().join("data"), port, &[], log.into(), "info");
+    let malformed: [&[u8]; 3] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad\x01Header: y\r\n\r\n",
+        b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    let sent = 201;
+    for n in 0..sent {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(malformed[n % malformed.len()]).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    let client = common::HubClient::new(port, "");
+    assert_eq!(
+        client.request("GET", "/healthz", None, None).await.status,
+        200
+    );
+    let metrics = client.request("GET", "/metrics", None, None).await;
+    let metrics = String::from_utf8_lossy(&metrics.raw).into_owned();
+    assert!(
+        metrics.contains(&format!("hookhub_malformed_requests_total {sent}\n")),
+        "{metrics}"
+    );
+    assert!(hub.terminate());
+
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logged.contains("hookhub started"), "{logged}");
+    assert!(!logged.contains("ERROR"), "{logged}");
+    let summaries: Vec<&str> = logged
+        .lines()
+        .filter(|line| line.contains("malformed HTTP request"))
+        .collect();
+    assert!(
+        (1..=2).contains(&summaries.len()),
+        "a summary, at most every 10 s and at shutdown: {summaries:#?}"
+    );
+    let counted: usize = summaries
+        .iter()
+        .map(|line| {
+            assert!(line.contains("WARN"), "{line}");
+            let before = line.split(" malformed HTTP requests").next().unwrap();
+            before.rsplit(' ').next().unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(counted, sent, "{summaries:#?}");
+}
+
 #[actix_web::test]
 async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     let app = spawn_app().await;
@@ -633,4 +702,68 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     // The first goes on serving. (The account and agent commands, which do not take the
     // lock, are tested beside a running server above.)
     assert_eq!(app.get("/v1/agents", &app.owner_token).await.status, 200);
+}
+
+/// The data directory holds payloads, token hashes and the master key. Only the user the
+/// hub runs as may read any of it: what the hub creates, and what it finds left readable
+/// to others (by an older version, or by hand) once it starts on it again.
+#[cfg(unix)]
+#[actix_web::test]
+async fn data_files_are_private_to_the_user_the_hub_runs_as() {
+    use common::process::{free_port, HubProcess};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+    /// The directory is 0700 and every file in it is its owner's alone; the database's
+    /// WAL and shared memory are there, as they are while a hub runs.
+    fn assert_private(dir: &std::path::Path) {
+        assert_eq!(format!("{:o}", mode(dir)), "700", "the data directory");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(mode(&path) & 0o077, 0, "{name} is {:o}", mode(&path));
+            names.push(name);
+        }
+        for expected in [
+            "hookhub.db",
+            "hookhub.db-wal",
+            "hookhub.db-shm",
+            "master.key",
+            "serve.lock",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+        }
+    }
+    async fn write_some(port: u16, owner: &str) {
+        let client = common::HubClient::new(port, owner);
+        let (agent, _) = client.create_agent("bot").await;
+        let wh = client.create_webhook(owner, &agent, "gh", "generic").await;
+        let r = client
+            .ingest_signed(wh["webhookId"].as_str().unwrap(), r#"{"n":1}"#, &[])
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.json);
+    }
+
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    let mut hub = HubProcess::start(&data, free_port(), &[]);
+    let owner = hub.owner_token.clone().unwrap();
+    assert_private(&data);
+    write_some(hub.port, &owner).await;
+    assert_private(&data);
+    // Killed, so that its WAL and shared memory stay behind for the next start to find.
+    hub.kill9();
+
+    // Everything loosened, as a hub that did not care left it: the next start tightens it.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let hub = HubProcess::start(&data, free_port(), &[]);
+    write_some(hub.port, &owner).await;
+    assert_private(&data);
 }

@@ -587,3 +587,68 @@ async fn create_owner(app: &TestApp, name: &str) -> String {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["token"].as_str().unwrap().to_owned()
 }
+
+/// The session id is stored only hashed, and the CSRF token is not stored at all: a copy
+/// of the database hands out neither, although it holds every live session.
+#[actix_web::test]
+async fn the_database_holds_no_csrf_token() {
+    use sqlx::{sqlite::SqliteConnectOptions, ConnectOptions, Connection};
+
+    let mut app = spawn_app().await;
+    let sessions = [
+        sign_in(&app, &app.owner_token).await,
+        sign_in(&app, &app.owner_token).await,
+    ];
+    assert_ne!(sessions[0].csrf, sessions[1].csrf);
+    for (n, session) in sessions.iter().enumerate() {
+        let r = with_cookie(
+            &app,
+            "POST",
+            "/v1/agents",
+            session,
+            Some(&session.csrf),
+            Some(json!({ "name": format!("bot{n}") })),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.json);
+    }
+    app.stop().await;
+
+    let mut conn = SqliteConnectOptions::new()
+        .filename(app.data_dir.path().join("hookhub.db"))
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dashboard_sessions")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2, "both sessions are in the database");
+    conn.close().await.unwrap();
+
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.data_dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("hookhub.db")
+        {
+            bytes.extend(std::fs::read(path).unwrap());
+        }
+    }
+    assert!(bytes.len() > 4096, "the database was read");
+    let haystack = String::from_utf8_lossy(&bytes);
+    for session in &sessions {
+        let session_id = session.cookie.split_once('=').unwrap().1;
+        for (what, secret) in [
+            ("CSRF token", session.csrf.as_str()),
+            ("session id", session_id),
+        ] {
+            let material = &secret[secret.len() - 20..];
+            assert!(!haystack.contains(material), "a {what} is in the database");
+        }
+    }
+}

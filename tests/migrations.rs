@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! A data directory written by an earlier version opens with every delivery intact.
+//! A data directory written by an earlier version opens with every delivery intact, and
+//! without what a later version no longer keeps.
 
 use std::path::Path;
 
@@ -99,4 +100,63 @@ async fn deliveries_stored_before_payloads_moved_out_keep_their_headers_and_body
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, queued);
     assert_eq!(pending[0].body.as_ref(), body);
+}
+
+#[actix_web::test]
+async fn dashboard_sessions_that_stored_their_csrf_token_are_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookhub.db");
+    let account = AccountId::generate();
+    let csrf = "csrf_token_stored_in_plaintext_by_version_3";
+
+    // The schema as it was before migration 4, with a signed-in session.
+    {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        let mut old = Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
+            .await
+            .unwrap();
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version < 4)
+            .cloned()
+            .collect();
+        old.run(&mut conn).await.unwrap();
+        sqlx::query("INSERT INTO accounts VALUES (?, 'a', x'01', 0)")
+            .bind(account.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO dashboard_sessions VALUES (x'02', ?, ?, 0, ?)")
+            .bind(account.as_str())
+            .bind(csrf)
+            .bind(i64::MAX)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    let store = Store::open(dir.path()).await.unwrap();
+    assert!(
+        store.dashboard_session(&[2], 1).await.unwrap().is_none(),
+        "the session was ended; its owner signs in again"
+    );
+    let columns: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM pragma_table_info('dashboard_sessions')")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(!columns.is_empty());
+    assert!(
+        !columns.iter().any(|(name,)| name.contains("csrf")),
+        "{columns:?}"
+    );
+    // The account itself is untouched.
+    assert_eq!(store.count_accounts().await.unwrap(), 1);
 }

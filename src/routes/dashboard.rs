@@ -13,11 +13,10 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::{
-    auth::{self, Caller},
+    auth::{self, Caller, Session},
     clock,
     error::ApiError,
     service::{input, webhooks, Hub},
-    store::DashboardSession,
 };
 
 const INDEX_HTML: &str = include_str!("../dashboard/index.html");
@@ -99,12 +98,12 @@ async fn icon_svg() -> HttpResponse {
 }
 
 /// What the page learns about its session; the CSRF token is for its script to send back.
-fn session_json(session: &DashboardSession) -> serde_json::Value {
+fn session_json(session: &Session) -> serde_json::Value {
     json!({
-        "accountId": session.account_id,
-        "name": session.account_name,
-        "csrfToken": session.csrf_token,
-        "expiresAt": clock::rfc3339(session.expires_at),
+        "accountId": session.stored.account_id,
+        "name": session.stored.account_name,
+        "csrfToken": session.csrf_token.expose(),
+        "expiresAt": clock::rfc3339(session.stored.expires_at),
     })
 }
 

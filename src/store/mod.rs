@@ -21,6 +21,8 @@ use sqlx::{
     ConnectOptions, Connection, SqliteConnection, SqlitePool,
 };
 
+use crate::datadir;
+
 pub use accounts::Account;
 pub use agents::{Agent, OwnedAgent};
 pub use deliveries::{ActivityRecord, DeliveryStatus, PendingDelivery};
@@ -28,6 +30,8 @@ pub use sessions::DashboardSession;
 pub use webhooks::{IngestWebhook, SealedSecrets, Webhook};
 
 const DB_FILE: &str = "hookhub.db";
+/// What SQLite adds to the database file's name for its WAL and its shared memory.
+const DB_SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -38,9 +42,19 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and applies migrations.
     pub async fn open(data_dir: &Path) -> Result<Self, sqlx::Error> {
-        std::fs::create_dir_all(data_dir)?;
+        datadir::create_private_dir(data_dir)?;
+        let db = data_dir.join(DB_FILE);
+        // SQLite gives the WAL and shared memory files it creates the database file's
+        // mode, so a private database file keeps them private; SQLite itself would
+        // create it 0644. Side files a crash left behind are not recreated: tighten them.
+        datadir::create_private_file(&db)?;
+        for suffix in DB_SIDE_FILES {
+            let mut side = db.clone().into_os_string();
+            side.push(suffix);
+            datadir::tighten(Path::new(&side))?;
+        }
         let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(data_dir.join(DB_FILE))
+            .filename(&db)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)

@@ -1,5 +1,6 @@
 //! Dashboard sessions: an owner signed in from a browser. Rows are found by the hash of
 //! the cookie's session id; an expired row is as good as absent and is swept on sign-in.
+//! No CSRF token is stored: it is derived from the session id (see [`crate::auth`]).
 
 use sqlx::Row;
 
@@ -11,7 +12,6 @@ pub struct DashboardSession {
     pub id_hash: Vec<u8>,
     pub account_id: AccountId,
     pub account_name: String,
-    pub csrf_token: String,
     pub expires_at: i64,
 }
 
@@ -20,17 +20,15 @@ impl Store {
         &self,
         id_hash: &[u8],
         account_id: &AccountId,
-        csrf_token: &str,
         now: i64,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO dashboard_sessions (id_hash, account_id, csrf_token, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO dashboard_sessions (id_hash, account_id, created_at, expires_at)
+             VALUES (?, ?, ?, ?)",
         )
         .bind(id_hash)
         .bind(account_id.as_str())
-        .bind(csrf_token)
         .bind(now)
         .bind(expires_at)
         .execute(&self.pool)
@@ -45,7 +43,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<DashboardSession>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT s.id_hash, s.account_id, a.name, s.csrf_token, s.expires_at
+            "SELECT s.id_hash, s.account_id, a.name, s.expires_at
              FROM dashboard_sessions s JOIN accounts a ON a.id = s.account_id
              WHERE s.id_hash = ? AND s.expires_at > ?",
         )
@@ -57,7 +55,6 @@ impl Store {
             id_hash: r.get("id_hash"),
             account_id: AccountId::from_trusted(r.get("account_id")),
             account_name: r.get("name"),
-            csrf_token: r.get("csrf_token"),
             expires_at: r.get("expires_at"),
         }))
     }
