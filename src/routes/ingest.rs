@@ -123,7 +123,7 @@ async fn ingest(
         Err(e) => {
             // Nothing was committed: the sender should retry, and every provider does on 5xx.
             tracing::error!(error = %e, "ingest could not be committed");
-            Err(ApiError::Unavailable)
+            Err(e.into())
         }
     }
 }

@@ -299,11 +299,7 @@ pub async fn redeliver(
     let owner = resolve_agent(hub, caller, agent_ref).await?;
     let webhook_id = parse_webhook_id(webhook_ref)?;
     let id = DeliveryId::parse(delivery_ref).ok_or(ApiError::NotFound)?;
-    let found = hub
-        .writer
-        .requeue(owner, webhook_id, id.clone())
-        .await
-        .map_err(ApiError::internal)?;
+    let found = hub.writer.requeue(owner, webhook_id, id.clone()).await?;
     if !found {
         // Rejected and duplicate requests were never for the agent; they are not found
         // as deliveries to hand over again.
