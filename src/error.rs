@@ -57,6 +57,13 @@ impl ApiError {
         Self::Internal(e.into())
     }
 
+    /// A full backlog drains only as its agent acks, so asking again at once is no use.
+    pub fn backlog_full() -> Self {
+        Self::BacklogFull {
+            retry_after_secs: 30,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized | Self::CsrfRejected | Self::OwnerOnly => "unauthorized",

@@ -34,7 +34,7 @@ use crate::{
     ids::{AgentId, DeliveryId, WebhookId},
     metrics::Metrics,
     store::{
-        deliveries::{self, BatchWrites, InsertRow, NewDelivery},
+        deliveries::{self, BatchWrites, InsertRow, NewDelivery, Requeued},
         DeliveryStatus, OwnedAgent, PendingDelivery, Store,
     },
 };
@@ -64,6 +64,15 @@ pub enum WriteError {
 /// Why commits are failing, in words anyone may see; `None` while they succeed.
 type Health = Option<Arc<str>>;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequeueOutcome {
+    Queued,
+    /// Not this owner's, or never for the agent (rejected, duplicate).
+    NotFound,
+    /// It is not pending, so queueing it again would add to a full backlog.
+    BacklogFull,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestOutcome {
     Queued(DeliveryId),
@@ -84,7 +93,7 @@ enum Op {
         owner: OwnedAgent,
         webhook_id: WebhookId,
         id: DeliveryId,
-        reply: oneshot::Sender<Result<bool, WriteError>>,
+        reply: oneshot::Sender<Result<RequeueOutcome, WriteError>>,
     },
     Retention {
         cutoff: i64,
@@ -162,13 +171,13 @@ impl DeliveryWriter {
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
-    /// Queues `id` again at the end of its agent's queue. `false`: not found for this owner.
+    /// Queues `id` again at the end of its agent's queue, within the backlog cap.
     pub async fn requeue(
         &self,
         owner: OwnedAgent,
         webhook_id: WebhookId,
         id: DeliveryId,
-    ) -> Result<bool, WriteError> {
+    ) -> Result<RequeueOutcome, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Op::Requeue {
             owner,
@@ -285,7 +294,10 @@ enum Answer {
         IngestOutcome,
     ),
     Reject(oneshot::Sender<Result<(), WriteError>>),
-    Requeue(oneshot::Sender<Result<bool, WriteError>>, bool),
+    Requeue(
+        oneshot::Sender<Result<RequeueOutcome, WriteError>>,
+        RequeueOutcome,
+    ),
     Retention(oneshot::Sender<Result<(u64, u64), WriteError>>, (u64, u64)),
     Barrier(oneshot::Sender<()>),
     Probe(oneshot::Sender<()>),
@@ -298,7 +310,7 @@ impl Answer {
         match self {
             Answer::Ingest(_, outcome) => *outcome != IngestOutcome::BacklogFull,
             Answer::Reject(_) | Answer::Probe(_) => true,
-            Answer::Requeue(_, found) => *found,
+            Answer::Requeue(_, outcome) => *outcome == RequeueOutcome::Queued,
             Answer::Retention(_, (expired, pruned)) => expired + pruned > 0,
             Answer::Barrier(_) => false,
         }
@@ -363,7 +375,7 @@ impl WriterTask {
                             self.metrics.rejected.inc();
                             drop(tx.send(Ok(())))
                         }
-                        Answer::Requeue(tx, found) => drop(tx.send(Ok(found))),
+                        Answer::Requeue(tx, outcome) => drop(tx.send(Ok(outcome))),
                         Answer::Retention(tx, counts) => {
                             // Expiry changed pending counts behind our back: reload lazily.
                             self.pending_counts.clear();
@@ -512,20 +524,33 @@ impl WriterTask {
                     acked += deferred
                         .apply(conn, routed, &mut self.pending_counts, now, false)
                         .await?;
+                    let count = match self.pending_counts.get(owner.id()) {
+                        Some(c) => *c,
+                        None => deliveries::count_pending(conn, owner.id()).await?,
+                    };
+                    let room = count < i64::try_from(self.backlog_cap).unwrap_or(i64::MAX);
                     let queue_seq = self.next_queue_seq;
-                    match deliveries::requeue(conn, &owner, &webhook_id, &id, queue_seq).await? {
-                        Some((pending, was_pending)) => {
+                    let outcome =
+                        deliveries::requeue(conn, &owner, &webhook_id, &id, queue_seq, room)
+                            .await?;
+                    let outcome = match outcome {
+                        Requeued::Queued {
+                            pending,
+                            was_pending,
+                        } => {
                             self.next_queue_seq += 1;
-                            if !was_pending {
-                                if let Some(c) = self.pending_counts.get_mut(owner.id()) {
-                                    *c += 1;
-                                }
-                            }
+                            let count = if was_pending { count } else { count + 1 };
+                            self.pending_counts.insert(owner.id().clone(), count);
                             routed.push(Arc::new(pending));
-                            answers.push(Answer::Requeue(reply, true));
+                            RequeueOutcome::Queued
                         }
-                        None => answers.push(Answer::Requeue(reply, false)),
-                    }
+                        Requeued::NoRoom => {
+                            self.pending_counts.insert(owner.id().clone(), count);
+                            RequeueOutcome::BacklogFull
+                        }
+                        Requeued::NotFound => RequeueOutcome::NotFound,
+                    };
+                    answers.push(Answer::Requeue(reply, outcome));
                 }
                 Op::Retention {
                     cutoff,

@@ -494,6 +494,81 @@ async fn redeliver_queues_an_acked_delivery_again() {
     assert_eq!(r.status, 404);
 }
 
+/// The backlog cap holds for redeliver too: queueing an acked delivery again adds to the
+/// backlog, so while it is full that is refused the way ingest is; queueing again one that
+/// is still pending adds nothing, so it is not.
+#[actix_web::test]
+async fn redeliver_into_a_full_backlog_answers_503_until_there_is_room() {
+    let app = spawn_app_with(|c| c.backlog_cap = 2).await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    let post = async |body: &str| {
+        let r = app.ingest_signed(&wid, body.to_owned(), &[]).await;
+        assert_eq!(r.status, 202, "{:?}", r.json);
+        r.json["deliveryId"].as_str().unwrap().to_owned()
+    };
+    let done = post("done").await;
+    assert_eq!(sock.next_delivery(5).await["deliveryId"], done.as_str());
+    sock.ack(&done).await;
+    wait_for_status(&app, &agent, &wid, &done, "acked").await;
+    let pending = [post("one").await, post("two").await];
+    for id in &pending {
+        assert_eq!(sock.next_delivery(5).await["deliveryId"], id.as_str());
+    }
+    let over = app.ingest_signed(&wid, "over", &[]).await;
+    assert_eq!(
+        over.json["error"]["code"], "backlog_full",
+        "{:?}",
+        over.json
+    );
+
+    let base = format!("/v1/agents/{agent}/webhooks/{wid}/deliveries");
+    let redeliver = async |id: &str| {
+        app.post(
+            &format!("{base}/{id}/redeliver"),
+            &app.owner_token,
+            json!({}),
+        )
+        .await
+    };
+    let refused = redeliver(&done).await;
+    assert_eq!(refused.status, 503, "{:?}", refused.json);
+    assert_eq!(refused.json["error"]["code"], "backlog_full");
+    assert!(refused.retry_after_secs() > 0);
+    // The socket tool is the same operation, with the same answer.
+    sock.send_json(json!({
+        "type": "call", "id": "c1", "tool": "redeliver",
+        "args": { "webhookId": wid, "deliveryId": done },
+    }))
+    .await;
+    let result = sock.next_json(5).await;
+    assert_eq!(result["type"], "result", "{result}");
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["error"]["code"], "backlog_full", "{result}");
+    let detail = app.get(&format!("{base}/{done}"), &app.owner_token).await;
+    assert_eq!(
+        detail.json["status"], "acked",
+        "a refused redeliver changes nothing"
+    );
+
+    let requeued = redeliver(&pending[0]).await;
+    assert_eq!(requeued.status, 202, "{:?}", requeued.json);
+    let again = sock.next_delivery(5).await;
+    assert_eq!(again["deliveryId"], pending[0].as_str());
+    assert_eq!(again["attempt"], 2);
+
+    // Acks make room.
+    for id in &pending {
+        sock.ack(id).await;
+        wait_for_status(&app, &agent, &wid, id, "acked").await;
+    }
+    let accepted = redeliver(&done).await;
+    assert_eq!(accepted.status, 202, "{:?}", accepted.json);
+    let again = sock.next_delivery(5).await;
+    assert_eq!(again["deliveryId"], done.as_str());
+    assert_eq!(again["attempt"], 2);
+}
+
 #[actix_web::test]
 async fn activity_pages_newest_first_with_a_cursor() {
     let app = spawn_app().await;
