@@ -94,6 +94,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    survive_file_size_limit();
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
@@ -117,6 +118,29 @@ async fn serve(config: Config) -> Result<(), String> {
     stop_reports.cancel();
     let _ = reports.await;
     served.map_err(|e| e.to_string())
+}
+
+/// A write past the file-size limit (`ulimit -f`, a quota) raises SIGXFSZ, and its default
+/// action kills the process: every request in flight would be lost, not answered. Handled,
+/// the write fails with EFBIG instead, SQLite reports the commit as failed, and the hub
+/// answers 503 and goes on, as PostgreSQL does. The handler stays for the process's life.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+            Ok(mut xfsz) => {
+                actix_web::rt::spawn(async move {
+                    while xfsz.recv().await.is_some() {
+                        tracing::debug!("SIGXFSZ: a write went past the file-size limit");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGXFSZ; a write past the file-size limit will kill the hub")
+            }
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -33,8 +33,13 @@ pub enum ApiError {
     BacklogFull { retry_after_secs: u64 },
     #[error("{0}")]
     InvalidSignature(String),
+    /// The delivery writer has stopped, which it does only when the hub shuts down.
     #[error("the hub is shutting down")]
     Unavailable,
+    /// A commit failed (a full disk, say): nothing was stored, and the same request may
+    /// succeed later.
+    #[error("the delivery could not be stored; retry")]
+    StorageUnavailable,
     /// The cause is kept for the log; the client never sees it.
     #[error("internal error: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -52,6 +57,13 @@ impl ApiError {
         Self::Internal(e.into())
     }
 
+    /// A full backlog drains only as its agent acks, so asking again at once is no use.
+    pub fn backlog_full() -> Self {
+        Self::BacklogFull {
+            retry_after_secs: 30,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized | Self::CsrfRejected | Self::OwnerOnly => "unauthorized",
@@ -63,6 +75,7 @@ impl ApiError {
             Self::BacklogFull { .. } => "backlog_full",
             Self::InvalidSignature(_) => "invalid_signature",
             Self::Unavailable => "unavailable",
+            Self::StorageUnavailable => "storage_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -115,7 +128,9 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::BacklogFull { .. } | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BacklogFull { .. } | Self::Unavailable | Self::StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,6 +150,10 @@ impl ResponseError for ApiError {
             Self::Unavailable => {
                 resp.insert_header(("Retry-After", "1"));
             }
+            // Room on a full disk is made by someone, not by waiting a second.
+            Self::StorageUnavailable => {
+                resp.insert_header(("Retry-After", "30"));
+            }
             _ => {}
         }
         resp.json(self.body())
@@ -144,6 +163,15 @@ impl ResponseError for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         Self::internal(e)
+    }
+}
+
+impl From<crate::writer::WriteError> for ApiError {
+    fn from(e: crate::writer::WriteError) -> Self {
+        match e {
+            crate::writer::WriteError::Stopped => Self::Unavailable,
+            crate::writer::WriteError::Failed(_) => Self::StorageUnavailable,
+        }
     }
 }
 

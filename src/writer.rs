@@ -12,6 +12,11 @@
 //! database file while the writer goes on committing. Left to the writer, that copy
 //! (tens of MiB every couple of seconds at full load) happened inside a commit and held up
 //! every delivery waiting behind it.
+//!
+//! It also knows whether writing works: a failed commit (a full disk, say) marks it
+//! failing, the next commit that writes clears that, and while it is failing
+//! [`DeliveryWriter::health`] tries a small write of its own, so that `/healthz` sees the
+//! recovery even when nothing else is written.
 
 use std::{
     collections::HashMap,
@@ -21,7 +26,7 @@ use std::{
 
 use actix::Addr;
 use sqlx::SqliteConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     actors::{messages::Route, Registry},
@@ -29,7 +34,7 @@ use crate::{
     ids::{AgentId, DeliveryId, WebhookId},
     metrics::Metrics,
     store::{
-        deliveries::{self, BatchWrites, BodyCut, InsertRow, NewDelivery},
+        deliveries::{self, BatchWrites, BodyCut, InsertRow, NewDelivery, Requeued},
         DeliveryStatus, OwnedAgent, PendingDelivery, Store,
     },
 };
@@ -51,8 +56,26 @@ pub const REJECTED_KEPT_PER_WEBHOOK: i64 = 100;
 const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
-#[error("the delivery could not be stored: {0}")]
-pub struct WriteError(String);
+pub enum WriteError {
+    /// The commit failed; nothing in its batch was stored.
+    #[error("the delivery could not be stored: {0}")]
+    Failed(String),
+    /// The writer's task has ended, as it does when the hub's runtime shuts down.
+    #[error("the delivery writer has stopped")]
+    Stopped,
+}
+
+/// Why commits are failing, in words anyone may see; `None` while they succeed.
+type Health = Option<Arc<str>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequeueOutcome {
+    Queued,
+    /// Not this owner's, or never for the agent (rejected, duplicate).
+    NotFound,
+    /// It is not pending, so queueing it again would add to a full backlog.
+    BacklogFull,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestOutcome {
@@ -79,7 +102,7 @@ enum Op {
         owner: OwnedAgent,
         webhook_id: WebhookId,
         id: DeliveryId,
-        reply: oneshot::Sender<Result<bool, WriteError>>,
+        reply: oneshot::Sender<Result<RequeueOutcome, WriteError>>,
     },
     Retention {
         cutoff: i64,
@@ -87,6 +110,9 @@ enum Op {
         reply: oneshot::Sender<Result<(u64, u64), WriteError>>,
     },
     Barrier(oneshot::Sender<()>),
+    /// A small write, committed with the batch it joins; answered once the batch is done
+    /// either way, the outcome being in the health state.
+    Probe(oneshot::Sender<()>),
 }
 
 impl Op {
@@ -107,6 +133,7 @@ impl Op {
 #[derive(Clone)]
 pub struct DeliveryWriter {
     tx: mpsc::Sender<Op>,
+    health: watch::Receiver<Health>,
 }
 
 impl DeliveryWriter {
@@ -122,6 +149,7 @@ impl DeliveryWriter {
         let (committed, commits) = mpsc::channel(1);
         tokio::spawn(checkpoints(store.dedicated_connection().await?, commits));
         let (tx, rx) = mpsc::channel(8192);
+        let (health_tx, health) = watch::channel(None);
         let task = WriterTask {
             conn,
             rx,
@@ -132,16 +160,17 @@ impl DeliveryWriter {
             pending_counts: HashMap::new(),
             metrics,
             committed,
+            health: health_tx,
         };
         tokio::spawn(task.run());
-        Ok(Self { tx })
+        Ok(Self { tx, health })
     }
 
     /// Commits a delivery for its agent; answers once it is durable.
     pub async fn ingest(&self, d: NewDelivery) -> Result<IngestOutcome, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Op::Ingest(d, reply)).await?;
-        rx.await.map_err(|_| stopped())?
+        rx.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Records a request that failed verification; it never reaches the agent. `d.body`
@@ -154,16 +183,16 @@ impl DeliveryWriter {
     ) -> Result<(), WriteError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Op::Reject(d, reason, cut, reply)).await?;
-        rx.await.map_err(|_| stopped())?
+        rx.await.map_err(|_| WriteError::Stopped)?
     }
 
-    /// Queues `id` again at the end of its agent's queue. `false`: not found for this owner.
+    /// Queues `id` again at the end of its agent's queue, within the backlog cap.
     pub async fn requeue(
         &self,
         owner: OwnedAgent,
         webhook_id: WebhookId,
         id: DeliveryId,
-    ) -> Result<bool, WriteError> {
+    ) -> Result<RequeueOutcome, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Op::Requeue {
             owner,
@@ -172,7 +201,7 @@ impl DeliveryWriter {
             reply,
         })
         .await?;
-        rx.await.map_err(|_| stopped())?
+        rx.await.map_err(|_| WriteError::Stopped)?
     }
 
     pub async fn apply_retention(&self, retention: Duration) -> Result<(u64, u64), WriteError> {
@@ -185,7 +214,7 @@ impl DeliveryWriter {
             reply,
         })
         .await?;
-        rx.await.map_err(|_| stopped())?
+        rx.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Resolves once everything queued before it is committed (or failed): a new session
@@ -195,6 +224,24 @@ impl DeliveryWriter {
         let (reply, rx) = oneshot::channel();
         if self.submit(Op::Barrier(reply)).await.is_ok() {
             let _ = rx.await;
+        }
+    }
+
+    /// `Ok` while commits succeed; else why they fail, fit for anyone to see. After a
+    /// failed commit it first tries a small write (see [`Store::probe`]), so that a hub
+    /// with nothing else to write still finds out when writing works again.
+    pub async fn health(&self) -> Result<(), Arc<str>> {
+        if self.health.borrow().is_none() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        let stopped = || Arc::from(WriteError::Stopped.to_string());
+        self.submit(Op::Probe(reply)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?;
+        let failing = self.health.borrow().clone();
+        match failing {
+            None => Ok(()),
+            Some(reason) => Err(reason),
         }
     }
 
@@ -220,12 +267,23 @@ impl DeliveryWriter {
     }
 
     async fn submit(&self, op: Op) -> Result<(), WriteError> {
-        self.tx.send(op).await.map_err(|_| stopped())
+        self.tx.send(op).await.map_err(|_| WriteError::Stopped)
     }
 }
 
-fn stopped() -> WriteError {
-    WriteError("the delivery writer has stopped".to_owned())
+/// Why a commit failed, for `/healthz`: SQLite's own message for its errors, which names
+/// no data, with its code, which tells more than the message ("disk I/O error" is 778, a
+/// write that failed); only the kind of an I/O error, whose text may name a path; and
+/// nothing of the rest.
+fn public_reason(e: &sqlx::Error) -> Arc<str> {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => Arc::from(format!("{} (SQLite code {code})", db.message())),
+            None => Arc::from(db.message()),
+        },
+        sqlx::Error::Io(io) => Arc::from(io.kind().to_string()),
+        _ => Arc::from("the database could not be written"),
+    }
 }
 
 struct WriterTask {
@@ -241,6 +299,7 @@ struct WriterTask {
     metrics: Arc<Metrics>,
     /// Wakes the checkpointer; dropped with this task, which ends it.
     committed: mpsc::Sender<()>,
+    health: watch::Sender<Health>,
 }
 
 /// What a committed batch owes its callers.
@@ -250,9 +309,27 @@ enum Answer {
         IngestOutcome,
     ),
     Reject(oneshot::Sender<Result<(), WriteError>>),
-    Requeue(oneshot::Sender<Result<bool, WriteError>>, bool),
+    Requeue(
+        oneshot::Sender<Result<RequeueOutcome, WriteError>>,
+        RequeueOutcome,
+    ),
     Retention(oneshot::Sender<Result<(u64, u64), WriteError>>, (u64, u64)),
     Barrier(oneshot::Sender<()>),
+    Probe(oneshot::Sender<()>),
+}
+
+impl Answer {
+    /// The op changed the database, so its commit shows that writing works. A commit of
+    /// only reads (a barrier, a full backlog) succeeds on a full disk too.
+    fn wrote(&self) -> bool {
+        match self {
+            Answer::Ingest(_, outcome) => *outcome != IngestOutcome::BacklogFull,
+            Answer::Reject(_) | Answer::Probe(_) => true,
+            Answer::Requeue(_, outcome) => *outcome == RequeueOutcome::Queued,
+            Answer::Retention(_, (expired, pruned)) => expired + pruned > 0,
+            Answer::Barrier(_) => false,
+        }
+    }
 }
 
 impl WriterTask {
@@ -294,6 +371,12 @@ impl WriterTask {
         match result {
             Ok(acked) => {
                 self.metrics.observe_commit(ops, started.elapsed());
+                if self.health.borrow().is_some()
+                    && (acked > 0 || answers.iter().any(Answer::wrote))
+                {
+                    tracing::info!("the delivery writer commits again");
+                    self.health.send_replace(None);
+                }
                 // Full means a wake-up is already waiting.
                 let _ = self.committed.try_send(());
                 self.metrics.acked.inc_by(acked);
@@ -307,14 +390,14 @@ impl WriterTask {
                             self.metrics.rejected.inc();
                             drop(tx.send(Ok(())))
                         }
-                        Answer::Requeue(tx, found) => drop(tx.send(Ok(found))),
+                        Answer::Requeue(tx, outcome) => drop(tx.send(Ok(outcome))),
                         Answer::Retention(tx, counts) => {
                             // Expiry changed pending counts behind our back: reload lazily.
                             self.pending_counts.clear();
                             self.metrics.expired.inc_by(counts.0);
                             drop(tx.send(Ok(counts)));
                         }
-                        Answer::Barrier(tx) => drop(tx.send(())),
+                        Answer::Barrier(tx) | Answer::Probe(tx) => drop(tx.send(())),
                     }
                 }
                 if !routed.is_empty() {
@@ -328,14 +411,16 @@ impl WriterTask {
                 self.next_seq = first_seq;
                 self.next_queue_seq = first_queue_seq;
                 self.pending_counts.clear();
-                let err = || WriteError(e.to_string());
+                // Before the answers: a probe reads it once answered.
+                self.health.send_replace(Some(public_reason(&e)));
+                let err = || WriteError::Failed(e.to_string());
                 for answer in answers {
                     match answer {
                         Answer::Ingest(tx, _) => drop(tx.send(Err(err()))),
                         Answer::Reject(tx) => drop(tx.send(Err(err()))),
                         Answer::Requeue(tx, _) => drop(tx.send(Err(err()))),
                         Answer::Retention(tx, _) => drop(tx.send(Err(err()))),
-                        Answer::Barrier(tx) => drop(tx.send(())),
+                        Answer::Barrier(tx) | Answer::Probe(tx) => drop(tx.send(())),
                     }
                 }
             }
@@ -383,6 +468,7 @@ impl WriterTask {
         let mut seen_in_batch: HashMap<(WebhookId, String), DeliveryId> = HashMap::new();
         let mut deferred = Deferred::default();
         let mut acked = 0;
+        let mut probe = false;
         for op in ops.drain(..) {
             match op {
                 Op::Ingest(d, reply) => {
@@ -455,20 +541,33 @@ impl WriterTask {
                     acked += deferred
                         .apply(conn, routed, &mut self.pending_counts, now, false)
                         .await?;
+                    let count = match self.pending_counts.get(owner.id()) {
+                        Some(c) => *c,
+                        None => deliveries::count_pending(conn, owner.id()).await?,
+                    };
+                    let room = count < i64::try_from(self.backlog_cap).unwrap_or(i64::MAX);
                     let queue_seq = self.next_queue_seq;
-                    match deliveries::requeue(conn, &owner, &webhook_id, &id, queue_seq).await? {
-                        Some((pending, was_pending)) => {
+                    let outcome =
+                        deliveries::requeue(conn, &owner, &webhook_id, &id, queue_seq, room)
+                            .await?;
+                    let outcome = match outcome {
+                        Requeued::Queued {
+                            pending,
+                            was_pending,
+                        } => {
                             self.next_queue_seq += 1;
-                            if !was_pending {
-                                if let Some(c) = self.pending_counts.get_mut(owner.id()) {
-                                    *c += 1;
-                                }
-                            }
+                            let count = if was_pending { count } else { count + 1 };
+                            self.pending_counts.insert(owner.id().clone(), count);
                             routed.push(Arc::new(pending));
-                            answers.push(Answer::Requeue(reply, true));
+                            RequeueOutcome::Queued
                         }
-                        None => answers.push(Answer::Requeue(reply, false)),
-                    }
+                        Requeued::NoRoom => {
+                            self.pending_counts.insert(owner.id().clone(), count);
+                            RequeueOutcome::BacklogFull
+                        }
+                        Requeued::NotFound => RequeueOutcome::NotFound,
+                    };
+                    answers.push(Answer::Requeue(reply, outcome));
                 }
                 Op::Retention {
                     cutoff,
@@ -482,7 +581,14 @@ impl WriterTask {
                     answers.push(Answer::Retention(reply, counts));
                 }
                 Op::Barrier(reply) => answers.push(Answer::Barrier(reply)),
+                Op::Probe(reply) => {
+                    probe = true;
+                    answers.push(Answer::Probe(reply));
+                }
             }
+        }
+        if probe {
+            Store::probe(conn, now).await?;
         }
         // The last statements and the COMMIT go to SQLite together.
         acked += deferred

@@ -494,6 +494,81 @@ async fn redeliver_queues_an_acked_delivery_again() {
     assert_eq!(r.status, 404);
 }
 
+/// The backlog cap holds for redeliver too: queueing an acked delivery again adds to the
+/// backlog, so while it is full that is refused the way ingest is; queueing again one that
+/// is still pending adds nothing, so it is not.
+#[actix_web::test]
+async fn redeliver_into_a_full_backlog_answers_503_until_there_is_room() {
+    let app = spawn_app_with(|c| c.backlog_cap = 2).await;
+    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let mut sock = app.connect(&token).await;
+    let post = async |body: &str| {
+        let r = app.ingest_signed(&wid, body.to_owned(), &[]).await;
+        assert_eq!(r.status, 202, "{:?}", r.json);
+        r.json["deliveryId"].as_str().unwrap().to_owned()
+    };
+    let done = post("done").await;
+    assert_eq!(sock.next_delivery(5).await["deliveryId"], done.as_str());
+    sock.ack(&done).await;
+    wait_for_status(&app, &agent, &wid, &done, "acked").await;
+    let pending = [post("one").await, post("two").await];
+    for id in &pending {
+        assert_eq!(sock.next_delivery(5).await["deliveryId"], id.as_str());
+    }
+    let over = app.ingest_signed(&wid, "over", &[]).await;
+    assert_eq!(
+        over.json["error"]["code"], "backlog_full",
+        "{:?}",
+        over.json
+    );
+
+    let base = format!("/v1/agents/{agent}/webhooks/{wid}/deliveries");
+    let redeliver = async |id: &str| {
+        app.post(
+            &format!("{base}/{id}/redeliver"),
+            &app.owner_token,
+            json!({}),
+        )
+        .await
+    };
+    let refused = redeliver(&done).await;
+    assert_eq!(refused.status, 503, "{:?}", refused.json);
+    assert_eq!(refused.json["error"]["code"], "backlog_full");
+    assert!(refused.retry_after_secs() > 0);
+    // The socket tool is the same operation, with the same answer.
+    sock.send_json(json!({
+        "type": "call", "id": "c1", "tool": "redeliver",
+        "args": { "webhookId": wid, "deliveryId": done },
+    }))
+    .await;
+    let result = sock.next_json(5).await;
+    assert_eq!(result["type"], "result", "{result}");
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["error"]["code"], "backlog_full", "{result}");
+    let detail = app.get(&format!("{base}/{done}"), &app.owner_token).await;
+    assert_eq!(
+        detail.json["status"], "acked",
+        "a refused redeliver changes nothing"
+    );
+
+    let requeued = redeliver(&pending[0]).await;
+    assert_eq!(requeued.status, 202, "{:?}", requeued.json);
+    let again = sock.next_delivery(5).await;
+    assert_eq!(again["deliveryId"], pending[0].as_str());
+    assert_eq!(again["attempt"], 2);
+
+    // Acks make room.
+    for id in &pending {
+        sock.ack(id).await;
+        wait_for_status(&app, &agent, &wid, id, "acked").await;
+    }
+    let accepted = redeliver(&done).await;
+    assert_eq!(accepted.status, 202, "{:?}", accepted.json);
+    let again = sock.next_delivery(5).await;
+    assert_eq!(again["deliveryId"], done.as_str());
+    assert_eq!(again["attempt"], 2);
+}
+
 #[actix_web::test]
 async fn activity_pages_newest_first_with_a_cursor() {
     let app = spawn_app().await;
@@ -703,6 +778,129 @@ async fn kill_9_loses_no_accepted_delivery() {
             assert!(n > prev, "stream {s} out of order after restart");
         }
         missing.remove(&id);
+    }
+    drop(hub);
+}
+
+/// Sets the soft limit on the size of any file the process writes (RLIMIT_FSIZE); the
+/// hard limit stays unlimited, so it can be raised again.
+fn limit_file_size(pid: u32, soft: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--fsize={soft}:unlimited"),
+        ])
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(status.success(), "prlimit {soft} failed");
+}
+
+/// Posts body number `n` of `len` bytes; when it is accepted, remembers its id and body.
+async fn post_numbered(
+    client: &HubClient,
+    wid: &str,
+    n: &mut usize,
+    len: usize,
+    accepted: &mut Vec<(String, String)>,
+) -> common::Resp {
+    let mut body = format!("{n:06}:");
+    body.extend(std::iter::repeat_n('x', len - body.len()));
+    *n += 1;
+    let r = client.ingest_signed(wid, body.clone(), &[]).await;
+    if r.status == 202 {
+        accepted.push((r.json["deliveryId"].as_str().unwrap().to_owned(), body));
+    }
+    r
+}
+
+/// The real binary on a disk that fills up (a file-size limit, which SQLite meets as
+/// "database or disk is full"): ingest answers 503 saying the delivery was not stored,
+/// `/healthz` says the hub cannot write, and once there is room again the hub recovers on
+/// its own, with every delivery it accepted intact.
+#[actix_web::test]
+async fn a_full_disk_answers_503_and_the_hub_recovers_when_there_is_room() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let hub = HubProcess::start(data.path(), port, &[]);
+    let client = HubClient::new(port, hub.owner_token.as_deref().unwrap());
+    let (_, token, wid) = agent_with_webhook(&client).await;
+    let healthz = async || client.request("GET", "/healthz", None, None).await;
+    assert_eq!(healthz().await.status, 200);
+
+    let largest = ["hookhub.db", "hookhub.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(data.path().join(f)).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap();
+    limit_file_size(hub.pid(), &(largest + (4 << 20)).to_string());
+
+    let (mut n, mut accepted) = (0, Vec::new());
+    let full = loop {
+        let r = post_numbered(&client, &wid, &mut n, 256 * 1024, &mut accepted).await;
+        match r.status {
+            202 => assert!(n < 500, "still accepting past the limit"),
+            _ => break r,
+        }
+    };
+    assert_eq!(full.status, 503, "{:?}", full.json);
+    assert_eq!(full.json["error"]["code"], "storage_unavailable");
+    assert_eq!(
+        full.json["error"]["message"],
+        "the delivery could not be stored; retry"
+    );
+    assert!(full.retry_after_secs() > 0);
+
+    // A large write that failed can leave room for small ones, and a checkpoint under way
+    // can make some: the hub is full once a small post fails and /healthz, which tries a
+    // small write of its own when writes have been failing, agrees.
+    let mut unhealthy = None;
+    for _ in 0..2000 {
+        let r = post_numbered(&client, &wid, &mut n, 1024, &mut accepted).await;
+        if r.status == 202 {
+            continue;
+        }
+        assert_eq!(r.status, 503, "{:?}", r.json);
+        assert_eq!(r.json["error"]["code"], "storage_unavailable");
+        let h = healthz().await;
+        if h.status != 200 {
+            unhealthy = Some(h);
+            break;
+        }
+    }
+    let h = unhealthy.expect("/healthz never said that writes fail");
+    assert_eq!(h.status, 503, "{:?}", h.json);
+    assert_eq!(h.json["status"], "unavailable");
+    let reason = h.json["reason"].as_str().unwrap();
+    assert!(reason.starts_with("writes are failing: "), "{reason}");
+    assert!(
+        !reason.contains("whsec_") && !reason.contains("hh_"),
+        "{reason}"
+    );
+    // Asked again, with nothing else written meanwhile, it tries again: still full.
+    assert_eq!(healthz().await.status, 503);
+
+    limit_file_size(hub.pid(), "unlimited");
+    let mut recovered = false;
+    for _ in 0..100 {
+        if healthz().await.status == 200 {
+            recovered = true;
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "/healthz still 503 with room to write");
+    let r = post_numbered(&client, &wid, &mut n, 256 * 1024, &mut accepted).await;
+    assert_eq!(r.status, 202, "{:?}", r.json);
+
+    // Everything accepted, in order and byte for byte; nothing answered 503 among it.
+    let mut sock = client.connect(&token).await;
+    for (id, body) in &accepted {
+        let d = sock.next_delivery(20).await;
+        assert_eq!(d["deliveryId"], id.as_str());
+        assert!(d["body"] == body.as_str(), "the body of {id} changed");
+        sock.ack(id).await;
     }
     drop(hub);
 }

@@ -7,13 +7,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz));
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers and commits succeed. While they fail (a full disk) it
+/// is 503 with the reason, and each check has the writer try a small write, so that it
+/// is 200 again as soon as writing works, whether or not anything else is written.
 async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
-    match hub.store.count_accounts().await {
-        Ok(_) => HttpResponse::Ok().json(json!({"status": "ok"})),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: database unavailable");
-            HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable"}))
-        }
+    if let Err(e) = hub.store.count_accounts().await {
+        tracing::error!(error = %e, "health check: database unavailable");
+        return unavailable("the database does not answer");
     }
+    match hub.writer.health().await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ok"})),
+        Err(reason) => unavailable(&format!("writes are failing: {reason}")),
+    }
+}
+
+fn unavailable(reason: &str) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "reason": reason}))
 }

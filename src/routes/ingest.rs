@@ -128,13 +128,11 @@ async fn ingest(
         Ok(IngestOutcome::Duplicate(original)) => {
             Ok(HttpResponse::Ok().json(json!({ "deliveryId": original, "duplicate": true })))
         }
-        Ok(IngestOutcome::BacklogFull) => Err(ApiError::BacklogFull {
-            retry_after_secs: 30,
-        }),
+        Ok(IngestOutcome::BacklogFull) => Err(ApiError::backlog_full()),
         Err(e) => {
             // Nothing was committed: the sender should retry, and every provider does on 5xx.
             tracing::error!(error = %e, "ingest could not be committed");
-            Err(ApiError::Unavailable)
+            Err(e.into())
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::{
     ids::{DeliveryId, WebhookId},
     providers::Provider,
     store::DeliveryStatus,
+    writer::RequeueOutcome,
 };
 
 pub const MAX_NAME: usize = 200;
@@ -301,15 +302,11 @@ pub async fn redeliver(
     let owner = resolve_agent(hub, caller, agent_ref).await?;
     let webhook_id = parse_webhook_id(webhook_ref)?;
     let id = DeliveryId::parse(delivery_ref).ok_or(ApiError::NotFound)?;
-    let found = hub
-        .writer
-        .requeue(owner, webhook_id, id.clone())
-        .await
-        .map_err(ApiError::internal)?;
-    if !found {
+    match hub.writer.requeue(owner, webhook_id, id.clone()).await? {
+        RequeueOutcome::Queued => Ok(id),
         // Rejected and duplicate requests were never for the agent; they are not found
         // as deliveries to hand over again.
-        return Err(ApiError::NotFound);
+        RequeueOutcome::NotFound => Err(ApiError::NotFound),
+        RequeueOutcome::BacklogFull => Err(ApiError::backlog_full()),
     }
-    Ok(id)
 }

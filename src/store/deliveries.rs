@@ -624,16 +624,29 @@ fn id_array<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Puts a delivery back at the end of its agent's queue. `None` when it is not the
-/// owner's, or was never for the agent (rejected, duplicate). The flag says whether it
-/// was already pending.
+/// What [`requeue`] did.
+pub enum Requeued {
+    Queued {
+        pending: PendingDelivery,
+        /// It was pending already, so the backlog did not grow.
+        was_pending: bool,
+    },
+    /// It is not pending, and there was no `room` for it.
+    NoRoom,
+    /// Not the owner's, or never for the agent (rejected, duplicate).
+    NotFound,
+}
+
+/// Puts a delivery back at the end of its agent's queue. Without `room` in the backlog,
+/// only one already pending is: moving it adds nothing.
 pub async fn requeue(
     conn: &mut SqliteConnection,
     owner: &OwnedAgent,
     webhook_id: &WebhookId,
     id: &DeliveryId,
     queue_seq: i64,
-) -> Result<Option<(PendingDelivery, bool)>, sqlx::Error> {
+    room: bool,
+) -> Result<Requeued, sqlx::Error> {
     let was: Option<String> = sqlx::query_scalar(
         "SELECT status FROM deliveries WHERE id = ? AND webhook_id = ? AND agent_id = ?",
     )
@@ -643,10 +656,14 @@ pub async fn requeue(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(was) = was.as_deref().and_then(DeliveryStatus::parse) else {
-        return Ok(None);
+        return Ok(Requeued::NotFound);
     };
     if matches!(was, DeliveryStatus::Rejected | DeliveryStatus::Duplicate) {
-        return Ok(None);
+        return Ok(Requeued::NotFound);
+    }
+    let was_pending = matches!(was, DeliveryStatus::Queued | DeliveryStatus::Sent);
+    if !room && !was_pending {
+        return Ok(Requeued::NoRoom);
     }
     sqlx::query("UPDATE deliveries SET status = 'queued', queue_seq = ? WHERE id = ?")
         .bind(queue_seq)
@@ -657,8 +674,10 @@ pub async fn requeue(
         .bind(id.as_str())
         .fetch_one(&mut *conn)
         .await?;
-    let was_pending = matches!(was, DeliveryStatus::Queued | DeliveryStatus::Sent);
-    Ok(Some((pending_from_row(&row), was_pending)))
+    Ok(Requeued::Queued {
+        pending: pending_from_row(&row),
+        was_pending,
+    })
 }
 
 /// Most rows one retention step changes, so that a large sweep is many short

@@ -33,6 +33,11 @@ const DB_FILE: &str = "hookhub.db";
 /// What SQLite adds to the database file's name for its WAL and its shared memory.
 const DB_SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
 
+/// More than a small delivery writes (its row, its payload, an entry in each index: a few
+/// pages). A probe that fit where no delivery does would call healthy a hub that refuses
+/// every delivery.
+const PROBE_BYTES: i64 = 64 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
@@ -91,6 +96,21 @@ impl Store {
                 .fetch_one(conn)
                 .await?;
         Ok((wal_frames, copied))
+    }
+
+    /// A small write for the delivery writer to try when its commits have been failing,
+    /// on its connection, inside its transaction. It rewrites the one row of
+    /// `writer_probe` with [`PROBE_BYTES`] of filler.
+    pub async fn probe(conn: &mut SqliteConnection, at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO writer_probe (id, at, filler) VALUES (1, ?, zeroblob(?))
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at, filler = excluded.filler",
+        )
+        .bind(at)
+        .bind(PROBE_BYTES)
+        .execute(conn)
+        .await
+        .map(drop)
     }
 
     pub fn pool(&self) -> &SqlitePool {
