@@ -111,9 +111,15 @@ impl Drop for Proc {
 }
 
 fn listen(hub: &str, token: &str, args: &[&str]) -> Proc {
+    listen_with_env(hub, token, args, &[])
+}
+
+fn listen_with_env(hub: &str, token: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
     let mut all = vec!["listen", "--url", hub, "--max-backoff", "1s"];
     all.extend_from_slice(args);
-    Proc::spawn(&all, &[("HOOKHUB_AGENT_TOKEN", token)])
+    let mut all_envs = vec![("HOOKHUB_AGENT_TOKEN", token)];
+    all_envs.extend_from_slice(envs);
+    Proc::spawn(&all, &all_envs)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,6 +250,60 @@ async fn post(
         .expect("ingest sent");
     let json: Value = resp.json().await.unwrap_or(Value::Null);
     assert_eq!(resp.status().as_u16(), 202, "{json}");
+    json["deliveryId"].as_str().unwrap().to_owned()
+}
+
+/// POSTs over a bare socket, for what an HTTP client will not send: awc writes its own
+/// `Connection` header, and a sender's may name other headers as hop-by-hop. The delivery
+/// id of the 202.
+async fn post_raw(port: u16, path: &str, body: &[u8], headers: &[(String, String)]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let parsed = loop {
+        let n = timeout(Duration::from_secs(20), stream.read(&mut chunk))
+            .await
+            .expect("the hub answered in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the hub closed: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        if rest.len() >= length {
+            break (head.to_owned(), rest[..length].to_owned());
+        }
+    };
+    let (head, body) = parsed;
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}\n{body}");
+    let json: Value = serde_json::from_str(&body).unwrap();
     json["deliveryId"].as_str().unwrap().to_owned()
 }
 
@@ -614,4 +674,149 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     // Nothing more comes: no delivery reaches the app twice.
     let extra = timeout(Duration::from_secs(2), local.seen.recv()).await;
     assert!(extra.is_err(), "an extra request: {extra:?}");
+}
+
+/// A push as GitHub sends it, signed with the webhook's secret.
+fn github_push(secret: &str, body: &[u8]) -> Vec<(String, String)> {
+    [
+        ("content-type", "application/json".to_owned()),
+        ("user-agent", "GitHub-Hookshot/5a1b2c3".to_owned()),
+        ("x-github-event", "push".to_owned()),
+        ("x-github-delivery", ulid::Ulid::new().to_string()),
+        ("x-github-hook-id", "42".to_owned()),
+        ("x-hub-signature-256", github_signature(secret, body)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// What a sender may add to make an app on 127.0.0.1 trust it: credentials, the headers
+/// proxies set to say who the client is or which URL it asked for, and one named as
+/// hop-by-hop in its own `Connection` header.
+const HOSTILE: [(&str, &str); 17] = [
+    ("authorization", "Bearer hh_owner_stolen"),
+    ("cookie", "session=admin"),
+    ("proxy-authorization", "Basic YWRtaW46YWRtaW4="),
+    ("x-api-key", "sk_live_stolen"),
+    ("x-forwarded-for", "10.0.0.1"),
+    ("x-forwarded-host", "admin.internal"),
+    ("x-forwarded-proto", "https"),
+    ("forwarded", "for=10.0.0.1;proto=https"),
+    ("x-real-ip", "10.0.0.1"),
+    ("true-client-ip", "10.0.0.1"),
+    ("x-client-ip", "10.0.0.1"),
+    ("cf-connecting-ip", "10.0.0.1"),
+    ("via", "1.1 trusted-proxy"),
+    ("x-original-url", "/admin"),
+    ("x-rewrite-url", "/admin"),
+    ("x-hop-secret", "hop"),
+    ("x-custom", "not asked for"),
+];
+
+#[actix_web::test]
+async fn forwarded_requests_carry_the_providers_headers_and_nothing_a_sender_added() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_agent("dev").await;
+    let webhook = app.create_webhook(&token, "me", "gh", "github").await;
+    let secret = webhook["signingSecret"].as_str().unwrap();
+    let wid = webhook["webhookId"].as_str().unwrap();
+    let mut local = LocalApp::start(&[]).await;
+    let _listen = listen(&app.base, &token, &["--forward-to", &local.url]);
+
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let provider = github_push(secret, body);
+    let mut headers = provider.clone();
+    headers.push((
+        "connection".to_owned(),
+        "keep-alive, X-Hop-Secret".to_owned(),
+    ));
+    headers.extend(HOSTILE.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let id = post_raw(app.port, &format!("/v1/hooks/{wid}"), body, &headers).await;
+
+    let r = local.next(20).await;
+    assert_eq!(&r.body[..], body);
+    for (name, value) in &provider {
+        assert_eq!(r.header(name), value, "{name}");
+    }
+    assert_eq!(r.header("webhook-id"), id);
+    assert!(standard_webhooks_valid(secret, &r), "{:?}", r.headers);
+    for (name, _) in HOSTILE {
+        assert!(
+            !r.headers.contains_key(name),
+            "{name} reached the app: {:?}",
+            r.headers
+        );
+    }
+    // Nothing else either: what the app gets is the allow-list and the request's own.
+    let mut names: Vec<&str> = r.headers.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "content-length",
+            "content-type",
+            "date",
+            "host",
+            "user-agent",
+            "webhook-id",
+            "webhook-signature",
+            "webhook-timestamp",
+            "x-github-delivery",
+            "x-github-event",
+            "x-github-hook-id",
+            "x-hub-signature-256",
+        ]
+    );
+    wait_status(&app.client, &app.base, &token, wid, &id, "acked").await;
+}
+
+#[actix_web::test]
+async fn forward_header_and_its_environment_variable_pass_more_headers_by_name() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_agent("dev").await;
+    let webhook = app.create_webhook(&token, "me", "gh", "github").await;
+    let secret = webhook["signingSecret"].as_str().unwrap();
+    let url = webhook["url"].as_str().unwrap();
+    let wid = webhook["webhookId"].as_str().unwrap();
+    let mut local = LocalApp::start(&[]).await;
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let send = || async {
+        let mut headers = github_push(secret, body);
+        for (k, v) in [
+            ("X-Custom", "one"),
+            ("X-Other", "two"),
+            ("Authorization", "Bearer stolen"),
+        ] {
+            headers.push((k.to_owned(), v.to_owned()));
+        }
+        post(&app.client, url, body, &headers).await
+    };
+
+    let mut listening = listen(
+        &app.base,
+        &token,
+        &["--forward-to", &local.url, "--forward-header", "X-Custom"],
+    );
+    let id = send().await;
+    let r = local.next(20).await;
+    assert_eq!(r.header("x-custom"), "one");
+    assert_eq!(r.header("x-github-event"), "push");
+    assert!(!r.headers.contains_key("x-other"), "{:?}", r.headers);
+    assert!(!r.headers.contains_key("authorization"), "{:?}", r.headers);
+    wait_status(&app.client, &app.base, &token, wid, &id, "acked").await;
+    listening.kill();
+
+    let _listening = listen_with_env(
+        &app.base,
+        &token,
+        &["--forward-to", &local.url],
+        &[("HOOKHUB_FORWARD_HEADERS", "x-custom, X-Other")],
+    );
+    let id = send().await;
+    let r = local.next(20).await;
+    assert_eq!(r.header("webhook-id"), id);
+    assert_eq!(r.header("x-custom"), "one");
+    assert_eq!(r.header("x-other"), "two");
+    assert!(!r.headers.contains_key("authorization"), "{:?}", r.headers);
 }

@@ -1,7 +1,14 @@
-//! Handing a delivery to the local app: one POST with the provider's original headers and
-//! the exact body, so that the app's own verification code for that provider works as in
+//! Handing a delivery to the local app: one POST with the exact body and the provider's
+//! own headers, so that the app's verification code for that provider works as in
 //! production, plus the hub's Standard Webhooks headers, so that it can verify with any
 //! Standard Webhooks library instead. Retried with backoff until the app answers 2xx.
+//!
+//! Which headers go is an allow-list, not a deny-list: the app listens on 127.0.0.1 and
+//! often trusts what arrives there, while anyone who knows the webhook's URL chooses the
+//! headers of what the hub receives. An `Authorization`, a `Cookie`, an `X-Forwarded-For`
+//! or an `X-Original-URL` from the sender would reach the app as if a local proxy or the
+//! user had set them. So only what the provider documents sending, the headers that say
+//! how to read the body, and the names the user passed (`--forward-header`) go through.
 
 use std::time::{Duration, Instant};
 
@@ -14,15 +21,19 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::Backoff;
-use crate::{clock, routes::ingest::HOP_BY_HOP};
+use crate::{clock, providers::Provider, routes::ingest::HOP_BY_HOP};
 
 /// How long one request to the app may take before it counts as failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Headers that describe the hop from the provider to the hub, not the event: besides the
 /// hop-by-hop ones ingest never stores, the client sets its own `host` and
-/// `content-length`, and `expect` would make the app wait for a continue.
+/// `content-length`, and `expect` would make the app wait for a continue. Not even
+/// `--forward-header` passes them.
 const NOT_FORWARDED: [&str; 3] = ["host", "content-length", "expect"];
+
+/// How to read the body, whoever sent it.
+const CONTENT_HEADERS: [&str; 3] = ["content-type", "content-encoding", "content-language"];
 
 /// The hub's Standard Webhooks headers. A generic provider sends headers of these names
 /// too, signed when the event was received; the hub's are signed when the delivery is
@@ -30,12 +41,65 @@ const NOT_FORWARDED: [&str; 3] = ["host", "content-length", "expect"];
 /// and they replace the provider's.
 const SIGNATURE_HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
 
+/// Whether `provider` documents sending the header `name` (lower-case) with its events.
+fn sent_by(provider: Provider, name: &str) -> bool {
+    match provider {
+        Provider::Github => {
+            name.starts_with("x-github-")
+                || name.starts_with("x-hub-signature")
+                || name == "user-agent"
+        }
+        Provider::Stripe => name == "stripe-signature",
+        Provider::Slack => name.starts_with("x-slack-"),
+        Provider::Generic => SIGNATURE_HEADERS.contains(&name),
+    }
+}
+
+/// A name given to `--forward-header`, lower-cased. The hop's own headers are refused:
+/// the request to the app is a new hop, with its own.
+pub fn forward_header_name(name: &str) -> Result<HeaderName, String> {
+    let name = name.trim();
+    let parsed = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`{name}` is not a header name"))?;
+    if NOT_FORWARDED.contains(&parsed.as_str()) || HOP_BY_HOP.contains(&parsed.as_str()) {
+        return Err(format!(
+            "`{name}` describes the hop to the hub, not the event; it cannot be forwarded"
+        ));
+    }
+    Ok(parsed)
+}
+
+/// A comma-separated list of names for `--forward-header`; empty entries are skipped, so
+/// that an empty variable means none.
+pub fn forward_header_names(list: &str) -> Result<Vec<HeaderName>, String> {
+    list.split(',')
+        .filter(|name| !name.trim().is_empty())
+        .map(forward_header_name)
+        .collect()
+}
+
+/// The names a sender listed in its `Connection` header: hop-by-hop by its own say
+/// (RFC 9110 §7.6.1), and so never forwarded. Ingest may have kept that header.
+fn named_by_connection(headers: &Map<String, Value>) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .filter_map(|(_, value)| value.as_str())
+        .flat_map(|value| value.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect()
+}
+
 /// The parts of a `delivery` frame that forwarding needs.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub delivery_id: String,
     pub webhook_id: String,
+    /// Whose headers to forward; one this build does not know forwards none of its own.
+    #[serde(default)]
+    pub provider: Option<String>,
     #[serde(default)]
     pub event: Option<String>,
     #[serde(default)]
@@ -58,20 +122,27 @@ impl Delivery {
         }
     }
 
-    /// The headers of the request to the app, in order: the provider's, then the hub's
-    /// signature. Names or values HTTP cannot carry are left out.
-    pub fn forward_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+    /// The headers of the request to the app, in order: the provider's that pass (see the
+    /// module's comment; `also` are the names the user added), then the hub's signature.
+    /// Names or values HTTP cannot carry are left out.
+    pub fn forward_headers(&self, also: &[HeaderName]) -> Vec<(HeaderName, HeaderValue)> {
         let signed = self.signature.as_ref().filter(|s| !s.is_empty());
+        let provider = self.provider.as_deref().and_then(Provider::parse);
+        let hop = named_by_connection(&self.headers);
         let mut out = Vec::with_capacity(self.headers.len() + 3);
         for (name, value) in &self.headers {
             let lower = name.to_ascii_lowercase();
-            if NOT_FORWARDED.contains(&lower.as_str())
-                || HOP_BY_HOP.contains(&lower.as_str())
-                || (signed.is_some() && SIGNATURE_HEADERS.contains(&lower.as_str()))
+            let name = lower.as_str();
+            let allowed = CONTENT_HEADERS.contains(&name)
+                || provider.is_some_and(|p| sent_by(p, name))
+                || also.iter().any(|a| a.as_str() == name);
+            if !allowed
+                || hop.iter().any(|h| h == name)
+                || (signed.is_some() && SIGNATURE_HEADERS.contains(&name))
             {
                 continue;
             }
-            if let Some(pair) = header(&lower, value) {
+            if let Some(pair) = header(name, value) {
                 out.push(pair);
             }
         }
@@ -99,14 +170,17 @@ pub struct Forwarder {
     client: Client,
     url: String,
     max_backoff: Duration,
+    /// Header names the user asked to pass besides the allow-list.
+    also: Vec<HeaderName>,
 }
 
 impl Forwarder {
-    pub fn new(client: Client, url: String, max_backoff: Duration) -> Self {
+    pub fn new(client: Client, url: String, max_backoff: Duration, also: Vec<HeaderName>) -> Self {
         Self {
             client,
             url,
             max_backoff,
+            also,
         }
     }
 
@@ -118,7 +192,7 @@ impl Forwarder {
             // Checked when the frame was read; a frame that fails here is not taken.
             Err(_) => return,
         };
-        let headers = d.forward_headers();
+        let headers = d.forward_headers(&self.also);
         let mut backoff = Backoff::new(Duration::from_millis(500), self.max_backoff);
         let mut attempt = 1u32;
         loop {
@@ -156,7 +230,13 @@ impl Forwarder {
         headers: &[(HeaderName, HeaderValue)],
         body: bytes::Bytes,
     ) -> Result<u16, String> {
-        let mut req = self.client.post(&self.url).timeout(ATTEMPT_TIMEOUT);
+        // No decompression, so no Accept-Encoding of our own: the answer is thrown away,
+        // and the app should see only what the provider and the hub sent.
+        let mut req = self
+            .client
+            .post(&self.url)
+            .timeout(ATTEMPT_TIMEOUT)
+            .no_decompress();
         for (name, value) in headers {
             req = req.append_header((name.clone(), value.clone()));
         }
@@ -207,10 +287,16 @@ mod tests {
             .collect()
     }
 
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
     fn provider_headers_go_with_the_hubs_signature_and_without_hop_headers() {
         let d = delivery(json!({
-            "deliveryId": "dlv_1", "webhookId": "whk_1", "event": "push",
+            "deliveryId": "dlv_1", "webhookId": "whk_1", "provider": "github", "event": "push",
             "headers": {
                 "host": "hooks.example.com", "content-length": "2", "connection": "close",
                 "content-type": "application/json", "x-github-event": "push",
@@ -220,35 +306,173 @@ mod tests {
             "signature": {"webhook-id": "dlv_1", "webhook-timestamp": "1700000000",
                           "webhook-signature": "v1,abc="}
         }));
-        let got = names(&d.forward_headers());
-        let want: Vec<(String, String)> = [
-            ("content-type", "application/json"),
-            ("x-github-event", "push"),
-            ("x-hub-signature-256", "sha256=ab"),
-            ("webhook-id", "dlv_1"),
-            ("webhook-timestamp", "1700000000"),
-            ("webhook-signature", "v1,abc="),
-        ]
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(got, want);
+        assert_eq!(
+            names(&d.forward_headers(&[])),
+            pairs(&[
+                ("content-type", "application/json"),
+                ("x-github-event", "push"),
+                ("x-hub-signature-256", "sha256=ab"),
+                ("webhook-id", "dlv_1"),
+                ("webhook-timestamp", "1700000000"),
+                ("webhook-signature", "v1,abc="),
+            ])
+        );
     }
 
     #[test]
-    fn without_a_hub_signature_the_providers_own_stay() {
+    fn without_a_hub_signature_a_generic_senders_own_stay() {
         let d = delivery(json!({
-            "deliveryId": "dlv_1", "webhookId": "whk_1",
+            "deliveryId": "dlv_1", "webhookId": "whk_1", "provider": "generic",
             "headers": {"webhook-id": "msg_1", "bad\nname": "x", "x-ok": "fine"},
             "body": "", "bodyEncoding": "utf8"
         }));
         assert_eq!(
-            names(&d.forward_headers()),
+            names(&d.forward_headers(&[])),
+            pairs(&[("webhook-id", "msg_1")])
+        );
+    }
+
+    /// Every provider's documented headers, and what a sender could add.
+    fn all_kinds() -> Map<String, Value> {
+        let v = json!({
+            "Content-Type": "application/json", "content-encoding": "gzip",
+            "content-language": "en",
+            "user-agent": "GitHub-Hookshot/1", "x-github-event": "push",
+            "x-github-delivery": "d1", "x-hub-signature": "sha1=ab", "x-hub-signature-256": "sha256=ab",
+            "stripe-signature": "t=1,v1=ab",
+            "x-slack-signature": "v0=ab", "x-slack-request-timestamp": "1", "x-slack-retry-num": "1",
+            "webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,ab",
+            "authorization": "Bearer x", "cookie": "a=b", "x-api-key": "k",
+            "x-forwarded-for": "10.0.0.1", "forwarded": "for=10.0.0.1", "x-real-ip": "10.0.0.1",
+            "via": "1.1 p", "x-original-url": "/admin", "x-rewrite-url": "/admin",
+            "true-client-ip": "10.0.0.1", "cf-connecting-ip": "10.0.0.1", "x-custom": "c"
+        });
+        match v {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    fn forwarded_names(provider: &str, headers: Map<String, Value>, also: &[&str]) -> Vec<String> {
+        let d = Delivery {
+            delivery_id: "dlv_1".into(),
+            webhook_id: "whk_1".into(),
+            provider: Some(provider.into()),
+            event: None,
+            headers,
+            body: String::new(),
+            body_encoding: "utf8".into(),
+            signature: None,
+        };
+        let also: Vec<HeaderName> = also
+            .iter()
+            .map(|n| forward_header_name(n).unwrap())
+            .collect();
+        d.forward_headers(&also)
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn each_provider_gets_its_own_headers_and_the_content_headers_only() {
+        let content = ["content-type", "content-encoding", "content-language"];
+        let cases: [(&str, &[&str]); 5] = [
+            (
+                "github",
+                &[
+                    "user-agent",
+                    "x-github-event",
+                    "x-github-delivery",
+                    "x-hub-signature",
+                    "x-hub-signature-256",
+                ],
+            ),
+            ("stripe", &["stripe-signature"]),
+            (
+                "slack",
+                &[
+                    "x-slack-signature",
+                    "x-slack-request-timestamp",
+                    "x-slack-retry-num",
+                ],
+            ),
+            (
+                "generic",
+                &["webhook-id", "webhook-timestamp", "webhook-signature"],
+            ),
+            // A provider this build does not know: nothing of its own.
+            ("pagerduty", &[]),
+        ];
+        for (provider, own) in cases {
+            let mut want: Vec<String> = content.iter().chain(own).map(|s| s.to_string()).collect();
+            want.sort();
+            let mut got = forwarded_names(provider, all_kinds(), &[]);
+            got.sort();
+            assert_eq!(got, want, "{provider}");
+        }
+        let mut got = forwarded_names("stripe", all_kinds(), &["X-Custom", "authorization"]);
+        got.sort();
+        assert_eq!(
+            got,
             [
-                ("webhook-id".to_owned(), "msg_1".to_owned()),
-                ("x-ok".to_owned(), "fine".to_owned())
+                "authorization",
+                "content-encoding",
+                "content-language",
+                "content-type",
+                "stripe-signature",
+                "x-custom"
             ]
         );
+    }
+
+    #[test]
+    fn what_the_sender_named_in_connection_never_goes() {
+        let mut headers = all_kinds();
+        headers.insert(
+            "Connection".into(),
+            json!("keep-alive, X-GitHub-Event ,x-custom,,Content-Language"),
+        );
+        let mut got = forwarded_names("github", headers, &["x-custom"]);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "content-encoding",
+                "content-type",
+                "user-agent",
+                "x-github-delivery",
+                "x-hub-signature",
+                "x-hub-signature-256"
+            ]
+        );
+    }
+
+    #[test]
+    fn forward_header_takes_a_name_but_not_the_hops_own() {
+        assert_eq!(
+            forward_header_name(" X-Custom ").unwrap().as_str(),
+            "x-custom"
+        );
+        for name in [
+            "host",
+            "Content-Length",
+            "expect",
+            "connection",
+            "transfer-encoding",
+            "proxy-authorization",
+        ] {
+            let e = forward_header_name(name).unwrap_err();
+            assert!(e.contains("cannot be forwarded"), "{name}: {e}");
+        }
+        for name in ["", "bad name", "x:y"] {
+            let e = forward_header_name(name).unwrap_err();
+            assert!(e.contains("not a header name"), "{name:?}: {e}");
+        }
+        let list = forward_header_names(" X-A, x-b,,").unwrap();
+        assert_eq!(list, ["x-a", "x-b"]);
+        assert_eq!(forward_header_names("").unwrap(), Vec::<HeaderName>::new());
+        assert!(forward_header_names("x-a,host").is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::{
 };
 
 use awc::{
-    http::{StatusCode, Uri},
+    http::{header::HeaderName, StatusCode, Uri},
     ws, Client, Connector,
 };
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -80,6 +80,17 @@ pub struct ListenArgs {
     #[arg(long, requires = "create")]
     provider: Option<String>,
 
+    /// Also forward this header to the app (repeatable, or a comma-separated list).
+    /// Otherwise only the provider's own headers, the content headers and the Standard
+    /// Webhooks signature headers are forwarded.
+    #[arg(
+        long = "forward-header",
+        value_name = "NAME",
+        env = "HOOKHUB_FORWARD_HEADERS",
+        value_parser = parse_header_names
+    )]
+    forward_headers: Vec<HeaderNames>,
+
     /// Longest wait between two tries, reconnecting to the hub or retrying the app.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     max_backoff: Duration,
@@ -87,6 +98,15 @@ pub struct ListenArgs {
 
 fn parse_secret(s: &str) -> Result<Secret, String> {
     Ok(Secret::new(s.to_owned()))
+}
+
+/// The names one `--forward-header` gives. A list rather than clap's own delimiter, so
+/// that an empty entry (or an empty variable) adds nothing instead of being an error.
+#[derive(Clone)]
+struct HeaderNames(Vec<HeaderName>);
+
+fn parse_header_names(s: &str) -> Result<HeaderNames, String> {
+    forward::forward_header_names(s).map(HeaderNames)
 }
 
 /// Waits that double from `first` up to `max`, each shortened by up to a quarter at
@@ -187,7 +207,15 @@ pub async fn run(args: ListenArgs) -> Result<(), String> {
     let destination = match forward_to {
         Some(url) => {
             tracing::info!(forward_to = %url, "forwarding deliveries");
-            Destination::Forward(Forwarder::new(client.clone(), url, args.max_backoff))
+            Destination::Forward(Forwarder::new(
+                client.clone(),
+                url,
+                args.max_backoff,
+                args.forward_headers
+                    .iter()
+                    .flat_map(|names| names.0.iter().cloned())
+                    .collect(),
+            ))
         }
         None => Destination::Stdout,
     };

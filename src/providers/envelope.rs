@@ -218,3 +218,120 @@ mod tests {
         assert_eq!(e.kind.as_deref(), Some("café"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::*;
+    use crate::providers::test_support::arb;
+
+    /// Any JSON, with the naming fields' keys more likely than chance would make them.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        let key = prop_oneof![
+            prop::sample::select(vec!["type", "id", "event_id", "challenge", "event"])
+                .prop_map(str::to_owned),
+            any::<String>(),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..6)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    /// The envelope read the slow way, from the whole document.
+    fn expected(v: &Value) -> Envelope {
+        let Some(top) = v.as_object() else {
+            return Envelope::default();
+        };
+        let text =
+            |o: &Map<String, Value>, k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+        Envelope {
+            kind: text(top, "type"),
+            id: text(top, "id"),
+            event_id: text(top, "event_id"),
+            challenge: text(top, "challenge"),
+            event_kind: top
+                .get("event")
+                .and_then(Value::as_object)
+                .and_then(|e| text(e, "type")),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(arb::CASES))]
+
+        #[test]
+        fn any_bytes_are_read_without_panicking(
+            body in prop_oneof![
+                arb::body(),
+                arb::body().prop_map(|b| [b"{".as_slice(), &b].concat()),
+                arb::body().prop_map(|b| [br#"{"type":"#.as_slice(), &b].concat()),
+            ],
+        ) {
+            let e = Envelope::parse(&body);
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(v) => prop_assert_eq!(e, expected(&v)),
+                // Not JSON names nothing. (Valid JSON nested past serde_json's limit of
+                // 128 would be read, but random bytes do not make it.)
+                Err(_) => prop_assert_eq!(e, Envelope::default()),
+            }
+        }
+
+        #[test]
+        fn any_json_reads_as_the_whole_document_says(v in json(), pretty in any::<bool>()) {
+            let body = if pretty {
+                serde_json::to_vec_pretty(&v).unwrap()
+            } else {
+                serde_json::to_vec(&v).unwrap()
+            };
+            prop_assert_eq!(Envelope::parse(&body), expected(&v));
+        }
+
+        /// Skipped values are skipped without recursion (serde_json keeps its own stack of
+        /// brackets), and a naming field holding an array or object is skipped the same
+        /// way: no depth overflows the stack or hides the fields around it.
+        #[test]
+        fn nesting_of_any_depth_anywhere_is_skipped(
+            depth in 1usize..20_000,
+            place in 0usize..4,
+            kind in any::<String>(),
+        ) {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let quoted = Value::String(kind.clone()).to_string();
+            let (body, want) = match place {
+                0 => (
+                    format!(r#"{{"data":{deep},"type":{quoted}}}"#),
+                    Envelope { kind: Some(kind), ..Envelope::default() },
+                ),
+                1 => (
+                    format!(r#"{{"type":{deep},"id":{quoted}}}"#),
+                    Envelope { id: Some(kind), ..Envelope::default() },
+                ),
+                2 => (
+                    format!(r#"{{"event":{{"blocks":{deep},"type":{quoted}}}}}"#),
+                    Envelope { event_kind: Some(kind), ..Envelope::default() },
+                ),
+                _ => (
+                    format!(r#"{{"event":{deep},"challenge":{quoted}}}"#),
+                    Envelope { challenge: Some(kind), ..Envelope::default() },
+                ),
+            };
+            prop_assert_eq!(Envelope::parse(body.as_bytes()), want);
+        }
+    }
+}

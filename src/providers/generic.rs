@@ -221,3 +221,97 @@ mod tests {
         assert_eq!(inspect(&headers(&[]), b"plain text", &k, NOW).event, None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::{prelude::*, sample::Index};
+
+    use super::*;
+    use crate::providers::{
+        signing::standard_webhooks_signature,
+        test_support::{arb, headers, keys},
+    };
+
+    /// One space-separated entry of `webhook-signature`, well-formed or not.
+    fn entry() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<[u8; 32]>().prop_map(|s| format!("v1,{}", STANDARD.encode(s))),
+            prop::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|s| format!("v1,{}", STANDARD.encode(s))),
+            any::<[u8; 32]>().prop_map(|s| format!("v1a,{}", STANDARD.encode(s))),
+            "v1,[A-Za-z0-9+/=!]{0,50}",
+            // Visible ASCII, as a header value of any provider is: one that is not is
+            // refused as malformed, whatever else the list holds.
+            "[!-~]{0,30}",
+        ]
+    }
+
+    fn signature_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            arb::header_value(),
+            prop::collection::vec(entry(), 0..5).prop_map(|e| e.join(" ").into_bytes()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(arb::CASES))]
+
+        #[test]
+        fn any_request_is_answered_and_a_guessed_signature_never_verifies(
+            id in arb::header_value(),
+            timestamp in arb::timestamp_text(),
+            signature in signature_value(),
+            body in arb::body(),
+            secret in arb::whsec(),
+            now in arb::now_ms(),
+        ) {
+            let h = headers(&[
+                (ID_HEADER, &id),
+                (TIMESTAMP_HEADER, &timestamp),
+                (SIGNATURE_HEADER, &signature),
+            ]);
+            let i = inspect(&h, &body, &keys(&secret, None, None), now);
+            prop_assert_ne!(i.verdict, Verdict::Verified);
+        }
+
+        #[test]
+        fn a_signed_body_verifies_with_its_secret_only_and_only_unchanged(
+            body in arb::body(),
+            secret in arb::whsec(),
+            other in arb::whsec(),
+            id in "[!-~]{1,40}",
+            (t, offset) in arb::signed_at(),
+            decoys in prop::collection::vec(entry(), 0..3),
+            at in any::<Index>(),
+            delta in 1u8..=255,
+        ) {
+            let now = t * 1000 + offset;
+            let ts = t.to_string();
+            let ours = standard_webhooks_signature(&secret, &id, t, &body).unwrap();
+            // A sender rotating its secret lists both: ours may be anywhere in the list.
+            let mut entries = decoys;
+            entries.insert(at.index(entries.len() + 1), ours);
+            let value = entries.join(" ");
+            let signed = |id: &str, ts: &str| {
+                headers(&[
+                    (ID_HEADER, id.as_bytes()),
+                    (TIMESTAMP_HEADER, ts.as_bytes()),
+                    (SIGNATURE_HEADER, value.as_bytes()),
+                ])
+            };
+            let h = signed(&id, &ts);
+            prop_assert_eq!(verify(&h, &body, &keys(&secret, None, None), now), Ok(()));
+            if other != secret {
+                prop_assert!(verify(&h, &body, &keys(&other, None, None), now).is_err());
+            }
+            if let Some(changed) = arb::flip(&body, at, delta) {
+                prop_assert!(verify(&h, &changed, &keys(&secret, None, None), now).is_err());
+            }
+            // The id and the timestamp are signed too.
+            let moved = signed(&format!("{id}x"), &ts);
+            prop_assert!(verify(&moved, &body, &keys(&secret, None, None), now).is_err());
+            let moved = signed(&id, &(t + 1).to_string());
+            prop_assert!(verify(&moved, &body, &keys(&secret, None, None), now).is_err());
+        }
+    }
+}

@@ -142,3 +142,85 @@ mod tests {
         assert!(e.contains("64 hex digits"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::{prelude::*, sample::Index};
+
+    use super::*;
+    use crate::providers::test_support::{arb, headers, keys};
+
+    /// What a sender may put in `X-Hub-Signature-256`: anything, something after the
+    /// right prefix, or a digest of the right form but unknown to the key.
+    fn signature_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            arb::header_value(),
+            arb::header_value().prop_map(|v| [b"sha256=".as_slice(), &v].concat()),
+            arb::hexish(0..=80).prop_map(|h| format!("sha256={h}").into_bytes()),
+            "[0-9a-fA-F]{64}".prop_map(|h| format!("sha256={h}").into_bytes()),
+        ]
+    }
+
+    fn signed(secret: &str, body: &[u8]) -> HeaderMap {
+        let sig = format!(
+            "sha256={}",
+            hex::encode(arb::mac(secret.as_bytes(), &[body]))
+        );
+        headers(&[(SIGNATURE_HEADER, sig.as_bytes())])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(arb::CASES))]
+
+        #[test]
+        fn any_request_is_answered_and_a_guessed_signature_never_verifies(
+            signature in signature_value(),
+            event in arb::header_value(),
+            delivery in arb::header_value(),
+            body in arb::body(),
+            secret in arb::text_secret(),
+            now in arb::now_ms(),
+        ) {
+            let h = headers(&[
+                (SIGNATURE_HEADER, &signature),
+                (EVENT_HEADER, &event),
+                (DELIVERY_HEADER, &delivery),
+            ]);
+            let i = inspect(&h, &body, &keys(&secret, None, None), now);
+            prop_assert_ne!(i.verdict, Verdict::Verified);
+        }
+
+        #[test]
+        fn a_signed_body_verifies_with_its_secret_only_and_only_unchanged(
+            body in arb::body(),
+            secret in arb::text_secret(),
+            other in arb::text_secret(),
+            at in any::<Index>(),
+            delta in 1u8..=255,
+            now in arb::now_ms(),
+        ) {
+            let h = signed(&secret, &body);
+            prop_assert_eq!(verify(&h, &body, &keys(&secret, None, None), now), Ok(()));
+            if other != secret {
+                prop_assert!(verify(&h, &body, &keys(&other, None, None), now).is_err());
+            }
+            if let Some(changed) = arb::flip(&body, at, delta) {
+                prop_assert!(verify(&h, &changed, &keys(&secret, None, None), now).is_err());
+            }
+        }
+
+        #[test]
+        fn the_previous_secret_verifies_until_its_overlap_ends_and_never_after(
+            body in arb::body(),
+            current in arb::text_secret(),
+            previous in arb::text_secret(),
+            until in 1i64..=i64::MAX,
+            now in arb::now_ms(),
+        ) {
+            prop_assume!(current != previous);
+            let h = signed(&previous, &body);
+            let k = keys(&current, Some((&previous, until)), None);
+            prop_assert_eq!(verify(&h, &body, &k, now).is_ok(), now < until);
+        }
+    }
+}

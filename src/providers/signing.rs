@@ -120,3 +120,49 @@ impl Signer {
         })
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::providers::test_support::arb;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(arb::CASES))]
+
+        /// The reference library is the oracle: what the hub signs, any Standard Webhooks
+        /// receiver computes too. (It signs text only, so the bodies here are UTF-8; the
+        /// verifier's properties in `generic` cover any bytes.)
+        #[test]
+        fn the_signature_is_the_reference_librarys(
+            secret in arb::whsec(),
+            id in "[!-~]{1,40}",
+            timestamp in 0i64..=4_102_444_800,
+            body in any::<String>(),
+        ) {
+            let reference = standardwebhooks::Webhook::new(&secret)
+                .unwrap()
+                .sign(&id, timestamp, body.as_bytes())
+                .unwrap();
+            prop_assert_eq!(
+                standard_webhooks_signature(&secret, &id, timestamp, body.as_bytes()),
+                Some(reference)
+            );
+        }
+
+        #[test]
+        fn any_secret_string_signs_or_is_refused_without_panicking(
+            secret in any::<String>(),
+            body in arb::body(),
+        ) {
+            let decodable = STANDARD
+                .decode(secret.strip_prefix("whsec_").unwrap_or(&secret))
+                .is_ok();
+            prop_assert_eq!(
+                standard_webhooks_signature(&secret, "msg_1", 1, &body).is_some(),
+                decodable
+            );
+        }
+    }
+}

@@ -223,3 +223,97 @@ mod tests {
         assert_eq!(i.provider_delivery_id, None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::{prelude::*, sample::Index};
+    use serde_json::json;
+
+    use super::*;
+    use crate::providers::test_support::{arb, headers, keys};
+
+    fn v0(secret: &str, ts: &str, body: &[u8]) -> String {
+        let mac = arb::mac(secret.as_bytes(), &[b"v0:", ts.as_bytes(), b":", body]);
+        format!("v0={}", hex::encode(mac))
+    }
+
+    fn signature_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            arb::header_value(),
+            arb::hexish(0..=80).prop_map(|h| format!("v0={h}").into_bytes()),
+            "[0-9a-fA-F]{64}".prop_map(|h| format!("v0={h}").into_bytes()),
+        ]
+    }
+
+    /// Bodies as Slack sends them (Events API JSON, an interactivity form), or anything.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            arb::body(),
+            (any::<String>(), any::<String>()).prop_map(|(kind, id)| {
+                json!({"type": kind, "event_id": id, "event": {"type": "message"}})
+                    .to_string()
+                    .into_bytes()
+            }),
+            any::<String>().prop_map(|payload| {
+                serde_urlencoded::to_string([("payload", payload)])
+                    .unwrap()
+                    .into_bytes()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(arb::CASES))]
+
+        #[test]
+        fn any_request_is_answered_and_a_guessed_signature_never_verifies(
+            timestamp in arb::timestamp_text(),
+            signature in signature_value(),
+            body in body(),
+            secret in proptest::option::of(arb::text_secret()),
+            now in arb::now_ms(),
+        ) {
+            let h = headers(&[(TIMESTAMP_HEADER, &timestamp), (SIGNATURE_HEADER, &signature)]);
+            let i = inspect(&h, &body, &keys("whsec_ours", None, secret.as_deref()), now);
+            let expected_unverifiable = secret.is_none();
+            prop_assert_eq!(i.verdict == Verdict::Unverifiable, expected_unverifiable);
+            prop_assert_ne!(i.verdict, Verdict::Verified);
+        }
+
+        #[test]
+        fn a_signed_body_verifies_with_its_secret_only_and_only_unchanged(
+            body in body(),
+            secret in arb::text_secret(),
+            other in arb::text_secret(),
+            (t, offset) in arb::signed_at(),
+            at in any::<Index>(),
+            delta in 1u8..=255,
+        ) {
+            let now = t * 1000 + offset;
+            let ts = t.to_string();
+            let sig = v0(&secret, &ts, &body);
+            let h = headers(&[(TIMESTAMP_HEADER, ts.as_bytes()), (SIGNATURE_HEADER, sig.as_bytes())]);
+            prop_assert_eq!(verify(&h, &body, &secret, now), Ok(()));
+            if other != secret {
+                prop_assert!(verify(&h, &body, &other, now).is_err());
+            }
+            if let Some(changed) = arb::flip(&body, at, delta) {
+                prop_assert!(verify(&h, &changed, &secret, now).is_err());
+            }
+            let moved = (t + 1).to_string();
+            let moved = headers(&[(TIMESTAMP_HEADER, moved.as_bytes()), (SIGNATURE_HEADER, sig.as_bytes())]);
+            prop_assert!(verify(&moved, &body, &secret, now).is_err());
+        }
+
+        #[test]
+        fn an_interactivity_form_names_its_payloads_type(kind in any::<String>(), id in any::<String>()) {
+            let payload = json!({"type": kind, "event_id": id}).to_string();
+            let body = serde_urlencoded::to_string([("token", "x"), ("payload", &payload)]).unwrap();
+            let i = inspect(&headers(&[]), body.as_bytes(), &keys("whsec_ours", None, None), 0);
+            prop_assert_eq!(i.event, Some(kind));
+            // Only the type: an interactive payload is not an Events API delivery.
+            prop_assert_eq!(i.provider_delivery_id, None);
+            prop_assert_eq!(i.challenge, None);
+        }
+    }
+}

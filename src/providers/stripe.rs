@@ -214,3 +214,92 @@ mod tests {
         assert!(e.contains("missing"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::{prelude::*, sample::Index};
+
+    use super::*;
+    use crate::providers::test_support::{arb, headers, keys};
+
+    fn v1(secret: &str, t: &str, body: &[u8]) -> String {
+        hex::encode(arb::mac(secret.as_bytes(), &[t.as_bytes(), b".", body]))
+    }
+
+    /// One comma-separated entry of `Stripe-Signature`, well-formed or not.
+    fn entry() -> impl Strategy<Value = String> {
+        let text =
+            || arb::header_value().prop_map(|v| String::from_utf8_lossy(&v).replace(',', ""));
+        prop_oneof![
+            arb::timestamp_text()
+                .prop_map(|t| format!("t={}", String::from_utf8_lossy(&t).replace(',', ""))),
+            "[0-9a-fA-F]{64}".prop_map(|h| format!("v1={h}")),
+            arb::hexish(0..=80).prop_map(|h| format!("v1={h}")),
+            "[0-9a-f]{64}".prop_map(|h| format!("v0={h}")),
+            (text(), text()).prop_map(|(k, v)| format!("{k}={v}")),
+            text(),
+        ]
+    }
+
+    fn signature_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            arb::header_value(),
+            (prop::collection::vec(entry(), 0..6), prop::bool::ANY).prop_map(
+                |(entries, spaced)| { entries.join(if spaced { ", " } else { "," }).into_bytes() }
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(arb::CASES))]
+
+        #[test]
+        fn any_request_is_answered_and_a_guessed_signature_never_verifies(
+            signature in signature_value(),
+            body in arb::body(),
+            secret in proptest::option::of(arb::text_secret()),
+            now in arb::now_ms(),
+        ) {
+            let h = headers(&[(SIGNATURE_HEADER, &signature)]);
+            let i = inspect(&h, &body, &keys("whsec_ours", None, secret.as_deref()), now);
+            let expected_unverifiable = secret.is_none();
+            prop_assert_eq!(i.verdict == Verdict::Unverifiable, expected_unverifiable);
+            prop_assert_ne!(i.verdict, Verdict::Verified);
+        }
+
+        #[test]
+        fn a_signed_body_verifies_with_its_secret_only_and_only_unchanged(
+            body in arb::body(),
+            secret in arb::text_secret(),
+            other in arb::text_secret(),
+            (t, offset) in arb::signed_at(),
+            decoys in prop::collection::vec("[0-9a-f]{64}", 0..3),
+            at in any::<Index>(),
+            delta in 1u8..=255,
+        ) {
+            let now = t * 1000 + offset;
+            let ts = t.to_string();
+            // Stripe sends one v1 per active secret while it rolls one: ours may be any.
+            let mut entries: Vec<String> = decoys.iter().map(|d| format!("v1={d}")).collect();
+            let place = at.index(entries.len() + 1);
+            entries.insert(place, format!("v1={}", v1(&secret, &ts, &body)));
+            let value = format!("t={ts},{}", entries.join(","));
+            let h = headers(&[(SIGNATURE_HEADER, value.as_bytes())]);
+            prop_assert_eq!(verify(&h, &body, &secret, now), Ok(()));
+            prop_assert_eq!(
+                inspect(&h, &body, &keys("whsec_ours", None, Some(&secret)), now).verdict,
+                Verdict::Verified
+            );
+            if other != secret {
+                prop_assert!(verify(&h, &body, &other, now).is_err());
+            }
+            if let Some(changed) = arb::flip(&body, at, delta) {
+                prop_assert!(verify(&h, &changed, &secret, now).is_err());
+            }
+            // The timestamp is signed too.
+            let moved = value.replacen(&format!("t={ts}"), &format!("t={}", t + 1), 1);
+            let moved = headers(&[(SIGNATURE_HEADER, moved.as_bytes())]);
+            prop_assert!(verify(&moved, &body, &secret, now).is_err());
+        }
+    }
+}
