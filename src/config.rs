@@ -49,6 +49,17 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_WINDOW", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub window: u32,
 
+    /// A request body must arrive whole within this long after its head, or it is
+    /// answered 408 and its connection closed.
+    #[arg(long, env = "HOOKHUB_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Most request bodies one peer address may have being read at once; past it, 429
+    /// and the connection is closed (0: no bound). Behind a reverse proxy every request
+    /// comes from the proxy's address: raise it there, or let the proxy bound this.
+    #[arg(long, env = "HOOKHUB_MAX_BODIES_PER_IP", default_value_t = 64)]
+    pub max_bodies_per_ip: usize,
+
     /// Most body bytes in flight on one agent socket, and most read ahead for it: the
     /// window's count is also bounded in bytes. A delivery larger than this still goes,
     /// alone.

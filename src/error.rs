@@ -29,6 +29,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
+    /// The body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
+    /// The peer address already has as many bodies being read as it may.
+    #[error("too many requests from this address are still sending their bodies")]
+    TooManyInProgress,
     #[error("the agent's backlog is full")]
     BacklogFull { retry_after_secs: u64 },
     #[error("{0}")]
@@ -71,7 +77,8 @@ impl ApiError {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::RateLimited { .. } | Self::TooManyInProgress => "rate_limited",
+            Self::BodyTimeout { .. } => "request_timeout",
             Self::BacklogFull { .. } => "backlog_full",
             Self::InvalidSignature(_) => "invalid_signature",
             Self::Unavailable => "unavailable",
@@ -127,7 +134,8 @@ impl ResponseError for ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManyInProgress => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::BacklogFull { .. } | Self::Unavailable | Self::StorageUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -153,6 +161,15 @@ impl ResponseError for ApiError {
             // Room on a full disk is made by someone, not by waiting a second.
             Self::StorageUnavailable => {
                 resp.insert_header(("Retry-After", "30"));
+            }
+            // Both leave a request half read: the connection cannot carry another, and
+            // closing it gives its descriptor back.
+            Self::BodyTimeout { .. } => {
+                resp.force_close();
+            }
+            Self::TooManyInProgress => {
+                resp.insert_header(("Retry-After", "1"));
+                resp.force_close();
             }
             _ => {}
         }

@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     return_large_buffers_to_the_os();
+    raise_open_file_limit();
     hookhub::logging::init();
     let cli = hookhub::cli::Cli::parse();
     actix_web::rt::System::new().block_on(hookhub::cli::run(cli))
@@ -25,3 +26,26 @@ fn return_large_buffers_to_the_os() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_large_buffers_to_the_os() {}
+
+/// Every connection is a file descriptor, and the soft limit a shell hands out (1,024 on
+/// many systems) is far below what a hub serving many agents needs; the hard limit is
+/// what the administrator allows. The server then sizes its connection budget below
+/// whatever limit is in force (`hookhub::admission`).
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::{messages::CloseAll, Registry},
+    admission::{connection_budget, open_file_limit, BodySlots},
     config::Config,
     crypto::{CryptoError, MasterKey},
     datadir,
@@ -102,6 +103,7 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{local}"));
+        let body_slots = BodySlots::new(config.max_bodies_per_ip);
         let hub = Hub {
             store,
             writer,
@@ -114,6 +116,7 @@ impl Application {
             webhooks: Arc::default(),
             // Ten a second per webhook, a hundred at once: plenty to debug a secret.
             rejections: Arc::new(RateLimiter::new(10.0, 100)),
+            body_slots,
         };
 
         let data = web::Data::new(hub.clone());
@@ -122,7 +125,8 @@ impl Application {
             hub.config.rate_limit,
             hub.config.rate_burst,
         ));
-        let server = HttpServer::new(move || {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(limiter.clone())
@@ -131,12 +135,14 @@ impl Application {
                     HttpResponse::NotFound().json(ApiError::NotFound.body())
                 }))
         })
-        .listen(listener)
-        .map_err(&listen_err)?
+        .workers(workers)
         // Signals are ours to handle: sockets must be closed before the server drains.
         .disable_signals()
-        .shutdown_timeout(10)
-        .run();
+        .shutdown_timeout(10);
+        if let Some(per_worker) = connection_budget(open_file_limit(), workers) {
+            server = server.max_connections(per_worker);
+        }
+        let server = server.listen(listener).map_err(&listen_err)?.run();
 
         spawn_retention(hub.clone());
         Ok(Self {

@@ -43,12 +43,21 @@ pub const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// The request's headers as a JSON object, names lower-case, repeated ones joined.
+/// The request's headers as a JSON object, names lower-case, repeated ones joined. Left
+/// out, as a proxy leaves them out (RFC 9110 §7.6.1): the hop-by-hop headers, and any
+/// header the sender itself named in `Connection`, which it meant for this hop alone.
 pub fn headers_json(headers: &HeaderMap) -> String {
+    let for_this_hop: Vec<String> = headers
+        .get_all("connection")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
     let mut map = Map::new();
     for (name, value) in headers {
         let name = name.as_str();
-        if HOP_BY_HOP.contains(&name) {
+        if HOP_BY_HOP.contains(&name) || for_this_hop.iter().any(|n| n == name) {
             continue;
         }
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -80,6 +89,8 @@ async fn ingest(
         .await?
         .ok_or(ApiError::NotFound)?;
     if let Err(wait) = limiter.check(&webhook.id) {
+        // The sender is told to come back: on this same connection, if its body is small.
+        super::discard_body(&req, payload).await;
         return Err(ApiError::RateLimited {
             retry_after_secs: retry_after_secs(wait),
         });
@@ -159,4 +170,29 @@ async fn reject(hub: &Hub, mut delivery: NewDelivery, reason: String) -> ApiErro
         tracing::error!(error = %e, "a rejected request could not be recorded");
     }
     ApiError::InvalidSignature(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    use super::*;
+
+    #[test]
+    fn headers_the_sender_named_in_connection_are_not_stored() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Hop-Secret"),
+            ("x-hop-secret", "for the proxy only"),
+            ("keep-alive", "timeout=5"),
+            ("x-github-event", "push"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let stored: Value = serde_json::from_str(&headers_json(&headers)).unwrap();
+        assert_eq!(stored, json!({"x-github-event": "push"}));
+    }
 }

@@ -14,7 +14,13 @@ use actix_web::{http::header, web, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::{error::ApiError, service::input};
+use std::time::Duration;
+
+use crate::{
+    admission::BodySlot,
+    error::ApiError,
+    service::{input, Hub},
+};
 
 /// Management bodies are small JSON objects.
 const MAX_MANAGEMENT_BODY: usize = 64 * 1024;
@@ -32,8 +38,67 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Reads a body up to `limit` bytes: a declared length over the limit is refused before
 /// reading, and a streamed body is cut off as soon as it passes the limit, so an oversized
-/// request never sits in memory whole.
+/// request never sits in memory whole. The body must arrive within the body timeout, and
+/// its sender's address must have a slot for it (see [`crate::admission`]).
 pub async fn read_body_limited(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let (_slot, timeout) = body_slot(req)?;
+    match actix_web::rt::time::timeout(timeout, read_body(req, payload, limit)).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::BodyTimeout {
+            secs: timeout.as_secs_f64().ceil() as u64,
+        }),
+    }
+}
+
+/// A slot to read a body from this request's peer, and how long the body may take.
+fn body_slot(req: &HttpRequest) -> Result<(Option<BodySlot>, Duration), ApiError> {
+    let Some(hub) = req.app_data::<web::Data<Hub>>() else {
+        return Err(ApiError::internal("the hub is not in the app data"));
+    };
+    let peer = req.peer_addr().map(|a| a.ip());
+    let slot = hub
+        .body_slots
+        .acquire(peer)
+        .map_err(|_| ApiError::TooManyInProgress)?;
+    Ok((slot, hub.config.body_timeout))
+}
+
+/// Largest body read only to be thrown away, so that an early answer (429, 404) leaves the
+/// connection usable for the sender's next request: an HTTP/1.1 connection can carry the
+/// next request only once this one's body is off it. A larger body closes the connection.
+const MAX_DISCARDED_BODY: usize = 1024 * 1024;
+
+/// Reads and drops a small body within the body timeout; what is larger, or slower, is
+/// left unread, and the connection closes after the answer.
+pub async fn discard_body(req: &HttpRequest, mut payload: web::Payload) {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_DISCARDED_BODY as u64) {
+        return;
+    }
+    let Ok((_slot, timeout)) = body_slot(req) else {
+        return;
+    };
+    let drain = async {
+        let mut read = 0;
+        while let Some(Ok(chunk)) = payload.next().await {
+            read += chunk.len();
+            if read > MAX_DISCARDED_BODY {
+                return;
+            }
+        }
+    };
+    let _ = actix_web::rt::time::timeout(timeout, drain).await;
+}
+
+async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

@@ -15,9 +15,9 @@ use actix::Addr;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    actors::Registry, auth::Caller, config::Config, crypto::MasterKey, error::ApiError,
-    ids::AgentId, metrics::Metrics, ratelimit::RateLimiter, store::OwnedAgent, store::Store,
-    webhook_cache::WebhookCache, writer::DeliveryWriter,
+    actors::Registry, admission::BodySlots, auth::Caller, config::Config, crypto::MasterKey,
+    error::ApiError, ids::AgentId, metrics::Metrics, ratelimit::RateLimiter, store::OwnedAgent,
+    store::Store, webhook_cache::WebhookCache, writer::DeliveryWriter,
 };
 
 /// Everything a request or a session needs, shared by all of them.
@@ -40,6 +40,8 @@ pub struct Hub {
     /// How many rejected requests per webhook are recorded: past this rate they are
     /// refused all the same, and only counted.
     pub rejections: Arc<RateLimiter>,
+    /// Request bodies being read, per peer address.
+    pub body_slots: Arc<BodySlots>,
 }
 
 /// The agent named by a path (`me` for an agent caller), if the caller owns it. Anything
