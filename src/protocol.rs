@@ -92,3 +92,28 @@ pub fn result_frame(id: &str, outcome: Result<Value, ErrorDetail>) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// An agent's text frame is parsed once, here; whatever it holds, the answer is a
+        /// frame or an error, never a panic.
+        #[test]
+        fn any_text_parses_or_errs_without_panicking(text in "\\PC{0,300}") {
+            let _ = serde_json::from_str::<Inbound>(&text);
+        }
+
+        #[test]
+        fn an_ack_round_trips_whatever_its_id(id in "\\PC{0,80}") {
+            let frame = serde_json::json!({"type": "ack", "deliveryId": id}).to_string();
+            match serde_json::from_str::<Inbound>(&frame) {
+                Ok(Inbound::Ack { delivery_id }) => prop_assert_eq!(delivery_id, id),
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}
