@@ -436,18 +436,7 @@ async fn the_database_holds_no_plaintext_secret_or_token() {
     assert_eq!(r.status, 204);
     app.stop().await;
 
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(app.data_dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("hookhub.db")
-        {
-            bytes.extend(std::fs::read(path).unwrap());
-        }
-    }
+    let bytes = common::process::database_bytes(app.data_dir.path());
     assert!(bytes.len() > 4096, "the database was read");
     let haystack = String::from_utf8_lossy(&bytes);
     for needle in [

@@ -24,22 +24,7 @@ async fn deliveries_stored_before_payloads_moved_out_keep_their_headers_and_body
 
     // The schema as it was before migration 3, with the body in the deliveries row.
     {
-        let mut conn = SqliteConnectOptions::new()
-            .filename(&db)
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        let mut old = Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
-            .await
-            .unwrap();
-        old.migrations = old
-            .migrations
-            .iter()
-            .filter(|m| m.version < 3)
-            .cloned()
-            .collect();
-        old.run(&mut conn).await.unwrap();
+        let mut conn = database_before_migration(&db, 3).await;
         sqlx::query("INSERT INTO accounts VALUES (?, 'a', x'01', 0)")
             .bind(account.as_str())
             .execute(&mut conn)
@@ -111,22 +96,7 @@ async fn dashboard_sessions_that_stored_their_csrf_token_are_ended() {
 
     // The schema as it was before migration 4, with a signed-in session.
     {
-        let mut conn = SqliteConnectOptions::new()
-            .filename(&db)
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        let mut old = Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
-            .await
-            .unwrap();
-        old.migrations = old
-            .migrations
-            .iter()
-            .filter(|m| m.version < 4)
-            .cloned()
-            .collect();
-        old.run(&mut conn).await.unwrap();
+        let mut conn = database_before_migration(&db, 4).await;
         sqlx::query("INSERT INTO accounts VALUES (?, 'a', x'01', 0)")
             .bind(account.as_str())
             .execute(&mut conn)
@@ -159,4 +129,26 @@ async fn dashboard_sessions_that_stored_their_csrf_token_are_ended() {
     );
     // The account itself is untouched.
     assert_eq!(store.count_accounts().await.unwrap(), 1);
+}
+
+/// A database file at `db` with the migrations before `version` applied, as a hub of that
+/// time left it.
+async fn database_before_migration(db: &Path, version: i64) -> sqlx::SqliteConnection {
+    let mut conn = SqliteConnectOptions::new()
+        .filename(db)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    let mut old = Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
+        .await
+        .unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect();
+    old.run(&mut conn).await.unwrap();
+    conn
 }

@@ -153,3 +153,21 @@ pub fn dir_size(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+/// The bytes of the database's files in a data directory: the database, its WAL and its
+/// shared memory, for tests that look for what must never be stored.
+pub fn database_bytes(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("hookhub.db")
+        {
+            bytes.extend(std::fs::read(path).unwrap());
+        }
+    }
+    bytes
+}
