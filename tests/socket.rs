@@ -274,3 +274,41 @@ async fn memory_per_agent_is_bounded_in_bytes_and_returned_when_it_leaves() {
         "memory not returned after the agent left: {before} before, {after} after"
     );
 }
+
+/// With a byte window smaller than some deliveries, each large one goes alone and the
+/// small ones around it in as many as fit: all arrive, in order, whether read from the
+/// backlog or pushed live.
+#[actix_web::test]
+async fn deliveries_of_mixed_sizes_pass_a_small_byte_window_in_order() {
+    let app = common::spawn_app_with(|c| {
+        c.window = 10;
+        c.window_bytes = 1000;
+    })
+    .await;
+    let (agent, token) = app.create_agent("bot").await;
+    let wh = app
+        .create_webhook(&app.owner_token, &agent, "hook", "generic")
+        .await;
+    let wid = wh["webhookId"].as_str().unwrap();
+    let sizes = [300, 300, 300, 3000, 300, 300, 2500, 2500, 300, 300, 300];
+    let body = |n: usize, size: usize| format!("{n:04}{}", "x".repeat(size - 4));
+    // The first half waits in the backlog, the rest comes while the agent is connected.
+    for (n, size) in sizes.iter().enumerate().take(6) {
+        let r = app.ingest_signed(wid, body(n, *size), &[]).await;
+        assert_eq!(r.status, 202);
+    }
+    let mut sock = app.connect(&token).await;
+    for (n, size) in sizes.iter().enumerate().skip(6) {
+        let r = app.ingest_signed(wid, body(n, *size), &[]).await;
+        assert_eq!(r.status, 202);
+    }
+    for (n, size) in sizes.iter().enumerate() {
+        let d = sock.next_delivery(10).await;
+        assert_eq!(d["body"], body(n, *size), "delivery {n}");
+        sock.ack(d["deliveryId"].as_str().unwrap()).await;
+    }
+    assert!(
+        sock.next_incoming(1).await.is_none(),
+        "nothing more, nothing twice"
+    );
+}

@@ -102,6 +102,9 @@ pub struct AgentSession {
     /// Taken, not yet sent: at most about two windows.
     buffered: VecDeque<Arc<PendingDelivery>>,
     buffered_bytes: usize,
+    /// The last read found the next delivery too large for the buffer's room: read again
+    /// only once some of the buffer has gone out, or the read would find the same.
+    needs_room: bool,
     in_flight: HashMap<DeliveryId, InFlight>,
     in_flight_bytes: usize,
     /// Each webhook's signing keys, opened once for this session's frames.
@@ -134,6 +137,7 @@ impl AgentSession {
             fetching: true,
             buffered: VecDeque::new(),
             buffered_bytes: 0,
+            needs_room: false,
             in_flight: HashMap::new(),
             in_flight_bytes: 0,
             signer: Signer::default(),
@@ -193,7 +197,7 @@ impl AgentSession {
 
     /// Whether the buffer has all it may hold: count and bytes both bound it.
     fn buffer_full(&self, most: usize) -> bool {
-        self.buffered.len() >= most || (self.buffered_bytes >= self.window_bytes)
+        self.needs_room || self.buffered.len() >= most || self.buffered_bytes >= self.window_bytes
     }
 
     /// Moves buffered deliveries into the window, in order, as far as its count and its
@@ -212,6 +216,7 @@ impl AgentSession {
             };
             self.buffered_bytes -= d.body.len();
             self.in_flight_bytes += d.body.len();
+            self.needs_room = false;
             let attempt = d.attempts + 1;
             if !self.send_delivery(&d, attempt, ctx) {
                 return;
@@ -253,6 +258,7 @@ impl AgentSession {
             match result {
                 Ok(page) => {
                     let short = page.is_short;
+                    act.needs_room = page.deliveries.is_empty() && !short;
                     for d in page.deliveries {
                         if d.queue_seq > act.cursor {
                             act.cursor = d.queue_seq;
@@ -308,6 +314,7 @@ impl AgentSession {
         if let Some(i) = self.buffered.iter().position(|d| d.id == id) {
             if let Some(d) = self.buffered.remove(i) {
                 self.buffered_bytes -= d.body.len();
+                self.needs_room = false;
             }
         }
         self.hub.writer.ack(self.agent_id().clone(), id);
