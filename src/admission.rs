@@ -82,16 +82,16 @@ impl Drop for BodySlot {
 }
 
 /// Descriptors kept back from connections: SQLite's files (a database, its WAL and shared
-/// memory for each of half a dozen connections), the listener, each worker's event loop,
-/// the key file, logs; with room to spare.
+/// memory for each of half a dozen connections: about 20), the listener, each worker's
+/// event loop, the key file, logs; with room to spare. A fixed number, not a share: what
+/// the hub needs besides connections does not grow with the limit.
 const RESERVED_FDS: u64 = 128;
 
 /// How many connections each of `workers` may take so that the process stays below its
 /// open-file limit (`None`: the limit is unknown, keep the server's default).
 pub fn connection_budget(file_limit: Option<u64>, workers: usize) -> Option<usize> {
     let limit = file_limit?;
-    let reserve = RESERVED_FDS.max(limit / 10);
-    let total = limit.saturating_sub(reserve).max(workers as u64);
+    let total = limit.saturating_sub(RESERVED_FDS).max(workers as u64);
     usize::try_from(total / workers.max(1) as u64).ok()
 }
 
@@ -134,7 +134,7 @@ mod tests {
     fn the_budget_leaves_a_reserve_below_the_file_limit() {
         assert_eq!(connection_budget(None, 2), None);
         assert_eq!(connection_budget(Some(256), 2), Some(64));
-        assert_eq!(connection_budget(Some(20_000), 2), Some(9_000));
+        assert_eq!(connection_budget(Some(20_000), 2), Some(9_936));
         // Even at a tiny limit every worker takes a connection.
         assert_eq!(connection_budget(Some(10), 4), Some(1));
     }
