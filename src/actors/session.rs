@@ -258,7 +258,10 @@ impl AgentSession {
             match result {
                 Ok(page) => {
                     let short = page.is_short;
-                    act.needs_room = page.deliveries.is_empty() && !short;
+                    // With nothing buffered the first delivery always comes: an empty page
+                    // then only means the queue was empty when read.
+                    act.needs_room =
+                        page.deliveries.is_empty() && !short && !act.buffered.is_empty();
                     for d in page.deliveries {
                         if d.queue_seq > act.cursor {
                             act.cursor = d.queue_seq;

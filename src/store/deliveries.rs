@@ -186,8 +186,8 @@ fn pending_from_row(r: &SqliteRow) -> PendingDelivery {
 impl Store {
     /// The next page of an agent's queue after `after_queue_seq`, oldest first: at most
     /// `limit` deliveries and at most `max_bytes` of bodies, except that with
-    /// `first_always` the first delivery comes however large it is. The sizes are read
-    /// first, from the queue's index alone, so a body that would not fit is never read.
+    /// `first_always` the first delivery comes however large it is. The page is cut by
+    /// the sizes in the queue's rows, so a body that would not fit is never read.
     pub async fn pending_page(
         &self,
         agent_id: &AgentId,
@@ -196,48 +196,54 @@ impl Store {
         max_bytes: usize,
         first_always: bool,
     ) -> Result<PendingPage, sqlx::Error> {
-        let sizes: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT queue_seq, size_bytes FROM deliveries
-             WHERE agent_id = ? AND status IN ('queued', 'sent') AND queue_seq > ?
-             ORDER BY queue_seq LIMIT ?",
+        // The next `limit` of the queue by its index alone, each with the bytes up to and
+        // including it; only those within `max_bytes` are joined to their payloads.
+        let rows = sqlx::query(
+            "SELECT d.queue_seq, d.id, d.webhook_id, d.agent_id, w.provider, d.event,
+                d.received_at, d.verified, d.attempts, p.headers, p.body,
+                w.signing_secret, w.previous_secret, w.previous_secret_until, w.provider_secret,
+                page.taken
+            FROM (SELECT seq, size_bytes,
+                    SUM(size_bytes) OVER (ORDER BY queue_seq ROWS UNBOUNDED PRECEDING) AS running,
+                    COUNT(*) OVER () AS taken
+                  FROM (SELECT seq, queue_seq, size_bytes FROM deliveries
+                        WHERE agent_id = ? AND status IN ('queued', 'sent') AND queue_seq > ?
+                        ORDER BY queue_seq LIMIT ?)) AS page
+            JOIN deliveries d ON d.seq = page.seq
+            JOIN webhooks w ON w.id = d.webhook_id
+            JOIN delivery_payloads p ON p.seq = d.seq
+            WHERE page.running <= ? OR (? AND page.running = page.size_bytes)
+            ORDER BY d.queue_seq",
         )
         .bind(agent_id.as_str())
         .bind(after_queue_seq)
         .bind(limit)
+        .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+        .bind(first_always)
         .fetch_all(&self.pool)
         .await?;
-        let (mut total, mut last, mut cut) = (0usize, None, false);
-        for (queue_seq, size) in &sizes {
-            let size = usize::try_from(*size).unwrap_or(usize::MAX);
-            let exempt = first_always && last.is_none();
-            if !exempt && total.saturating_add(size) > max_bytes {
-                cut = true;
-                break;
+        let taken = match rows.first() {
+            Some(row) => usize::try_from(row.try_get::<i64, _>("taken")?).unwrap_or(0),
+            // Nothing fit, or nothing was there: only the second is the end of the queue.
+            None => {
+                let more: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM deliveries
+                     WHERE agent_id = ? AND status IN ('queued', 'sent') AND queue_seq > ?)",
+                )
+                .bind(agent_id.as_str())
+                .bind(after_queue_seq)
+                .fetch_one(&self.pool)
+                .await?;
+                return Ok(PendingPage {
+                    deliveries: Vec::new(),
+                    is_short: !more,
+                });
             }
-            total = total.saturating_add(size);
-            last = Some(*queue_seq);
-        }
-        let Some(last) = last else {
-            return Ok(PendingPage {
-                deliveries: Vec::new(),
-                is_short: !cut,
-            });
         };
-        let rows = sqlx::query(&format!(
-            "{PENDING_SELECT}
-             WHERE d.agent_id = ? AND d.status IN ('queued', 'sent')
-                AND d.queue_seq > ? AND d.queue_seq <= ?
-             ORDER BY d.queue_seq LIMIT ?"
-        ))
-        .bind(agent_id.as_str())
-        .bind(after_queue_seq)
-        .bind(last)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let cut = rows.len() < taken;
         Ok(PendingPage {
             deliveries: rows.iter().map(pending_from_row).collect(),
-            is_short: !cut && sizes.len() < limit as usize,
+            is_short: !cut && taken < limit as usize,
         })
     }
 
