@@ -1,28 +1,51 @@
-//! What keeps one sender from holding the hub's connections and file descriptors.
+//! What keeps senders from holding the hub's connections, descriptors and memory.
 //!
 //! Ingest URLs are public, and a request body is read only once its head is in, so a
-//! sender can open connections, send a head and a few bytes, and go quiet. Three bounds
-//! stop that from starving everyone else:
+//! sender can open connections, send a head and part of a body, and go quiet. These
+//! bounds stop that from starving everyone else:
 //! - every body must arrive within a deadline (`--body-timeout`), or it is answered 408
 //!   and its connection closed;
 //! - one peer address may have only so many bodies being read at once
 //!   (`--max-bodies-per-ip`); past that its new requests are answered 429 at once and
 //!   their connections closed, so the descriptors are free again;
+//! - all addresses together may have only so many bodies being read, and hold only so
+//!   many bytes of them (`--max-body-memory`): past either, the body that has been
+//!   arriving longest is given up (408, its connection closed) to make room. A sender
+//!   that sends its body at once is never the oldest, so many addresses each holding
+//!   half-sent bodies cannot keep a real sender out, nor fill the memory;
 //! - the server takes at most as many connections as the process's file limit allows,
 //!   less a reserve for the database, the listener and the runtime
 //!   ([`connection_budget`]): the hub keeps working at the limit instead of failing to
 //!   open what it needs.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
-/// Bodies being read, per peer address.
+use tokio_util::sync::CancellationToken;
+
+/// Bodies being read: per peer address, and all together with the bytes they hold.
 pub struct BodySlots {
     per_ip: usize,
-    held: Mutex<HashMap<IpAddr, usize>>,
+    most: usize,
+    most_bytes: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    per_ip: HashMap<IpAddr, usize>,
+    /// The bodies that can still be given up, oldest first (ids are handed out in order).
+    open: BTreeMap<u64, Open>,
+    next_id: u64,
+    bytes: usize,
+}
+
+struct Open {
+    bytes: usize,
+    give_up: CancellationToken,
 }
 
 /// The answer when an address already has its share of bodies being read.
@@ -32,50 +55,115 @@ pub struct Busy;
 /// One body being read; the slot is given back when this is dropped.
 pub struct BodySlot {
     slots: Arc<BodySlots>,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
+    id: u64,
+    /// Cancelled when this body is given up to make room for a newer one.
+    pub given_up: CancellationToken,
 }
 
 impl BodySlots {
-    /// `per_ip` of 0 turns the bound off.
-    pub fn new(per_ip: usize) -> Arc<Self> {
+    /// `per_ip` of 0 turns the per-address bound off; `most` and `most_bytes` bound all
+    /// bodies together.
+    pub fn new(per_ip: usize, most: usize, most_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             per_ip,
-            held: Mutex::new(HashMap::new()),
+            most: most.max(1),
+            most_bytes,
+            state: Mutex::new(State::default()),
         })
     }
 
-    /// A slot for a body from `ip`, or `None` when that address already has its share.
-    pub fn acquire(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Option<BodySlot>, Busy> {
-        let Some(ip) = ip.filter(|_| self.per_ip > 0) else {
-            return Ok(None);
-        };
-        // A poisoned lock only means another request panicked mid-update of a count.
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let count = held.entry(ip).or_insert(0);
-        if *count >= self.per_ip {
-            return Err(Busy);
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means another request panicked mid-update of counts.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for a body from `ip`, or `Busy` when that address already has its share.
+    /// When all slots are taken, the oldest body still arriving is given up for this one.
+    pub fn acquire(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<BodySlot, Busy> {
+        let mut state = self.state();
+        let ip = ip.filter(|_| self.per_ip > 0);
+        if let Some(ip) = ip {
+            let count = state.per_ip.entry(ip).or_insert(0);
+            if *count >= self.per_ip {
+                return Err(Busy);
+            }
+            *count += 1;
         }
-        *count += 1;
-        Ok(Some(BodySlot {
+        while state.open.len() >= self.most {
+            state.give_up_oldest();
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let given_up = CancellationToken::new();
+        state.open.insert(
+            id,
+            Open {
+                bytes: 0,
+                give_up: given_up.clone(),
+            },
+        );
+        Ok(BodySlot {
             slots: self.clone(),
             ip,
-        }))
+            id,
+            given_up,
+        })
     }
 
     #[cfg(test)]
     fn held(&self, ip: IpAddr) -> usize {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.get(&ip).copied().unwrap_or(0)
+        self.state().per_ip.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+impl State {
+    /// Gives up the body that has been arriving longest: it answers 408 and lets go of its
+    /// bytes and its slot when it next runs.
+    fn give_up_oldest(&mut self) -> bool {
+        let Some((_, oldest)) = self.open.pop_first() else {
+            return false;
+        };
+        self.bytes -= oldest.bytes;
+        oldest.give_up.cancel();
+        true
+    }
+}
+
+impl BodySlot {
+    /// Counts `n` more bytes of this body; past the budget for all bodies, the oldest
+    /// others are given up until these fit. This body has arrived since they started.
+    pub fn add_bytes(&self, n: usize) {
+        let mut state = self.slots.state();
+        let Some(mine) = state.open.get_mut(&self.id) else {
+            // Given up already: its read is about to end.
+            return;
+        };
+        mine.bytes += n;
+        state.bytes += n;
+        while state.bytes > self.slots.most_bytes
+            && state
+                .open
+                .first_key_value()
+                .is_some_and(|(id, _)| *id != self.id)
+        {
+            state.give_up_oldest();
+        }
     }
 }
 
 impl Drop for BodySlot {
     fn drop(&mut self) {
-        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = held.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.ip);
+        let mut state = self.slots.state();
+        if let Some(open) = state.open.remove(&self.id) {
+            state.bytes -= open.bytes;
+        }
+        if let Some(ip) = self.ip {
+            if let Some(count) = state.per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    state.per_ip.remove(&ip);
+                }
             }
         }
     }
@@ -107,27 +195,65 @@ pub fn open_file_limit() -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_address_gets_its_share_and_the_slots_come_back() {
-        let slots = BodySlots::new(2);
-        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap());
-        let first = slots.acquire(Some(a)).unwrap();
-        let second = slots.acquire(Some(a)).unwrap();
-        assert!(slots.acquire(Some(a)).is_err());
-        // Another address is not held back by the first.
-        assert!(slots.acquire(Some(b)).unwrap().is_some());
-        drop(first);
-        assert!(slots.acquire(Some(a)).unwrap().is_some());
-        drop(second);
-        assert_eq!(slots.held(a), 0);
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
     }
 
     #[test]
-    fn zero_turns_the_bound_off() {
-        let slots = BodySlots::new(0);
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let kept: Vec<_> = (0..1000).map(|_| slots.acquire(Some(a)).unwrap()).collect();
-        assert!(kept.iter().all(Option::is_none));
+    fn an_address_gets_its_share_and_the_slots_come_back() {
+        let slots = BodySlots::new(2, 100, 1 << 20);
+        let first = slots.acquire(ip("127.0.0.2")).unwrap();
+        let second = slots.acquire(ip("127.0.0.2")).unwrap();
+        assert!(slots.acquire(ip("127.0.0.2")).is_err());
+        // Another address is not held back by the first.
+        assert!(slots.acquire(ip("10.0.0.1")).is_ok());
+        drop(first);
+        assert!(slots.acquire(ip("127.0.0.2")).is_ok());
+        drop(second);
+        assert_eq!(slots.held(ip("127.0.0.2").unwrap()), 0);
+    }
+
+    #[test]
+    fn zero_turns_the_per_address_bound_off() {
+        let slots = BodySlots::new(0, 10_000, 1 << 20);
+        let kept: Vec<_> = (0..1000).map(|_| slots.acquire(ip("127.0.0.1"))).collect();
+        assert!(kept.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn past_the_bound_for_all_the_oldest_body_is_given_up() {
+        let slots = BodySlots::new(10, 3, 1 << 20);
+        let held: Vec<_> = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+            .iter()
+            .map(|a| slots.acquire(ip(a)).unwrap())
+            .collect();
+        let newest = slots.acquire(ip("10.0.0.4")).unwrap();
+        assert!(held[0].given_up.is_cancelled());
+        assert!(!held[1].given_up.is_cancelled() && !newest.given_up.is_cancelled());
+        // The one given up still counts against its address until its read ends.
+        assert_eq!(slots.held(ip("10.0.0.1").unwrap()), 1);
+        drop(held);
+        assert_eq!(slots.held(ip("10.0.0.1").unwrap()), 0);
+    }
+
+    #[test]
+    fn past_the_byte_budget_older_bodies_make_room() {
+        let slots = BodySlots::new(10, 100, 1000);
+        let old = slots.acquire(ip("10.0.0.1")).unwrap();
+        let middle = slots.acquire(ip("10.0.0.2")).unwrap();
+        let new = slots.acquire(ip("10.0.0.3")).unwrap();
+        old.add_bytes(600);
+        middle.add_bytes(300);
+        new.add_bytes(50);
+        assert!(!old.given_up.is_cancelled());
+        new.add_bytes(200);
+        assert!(old.given_up.is_cancelled());
+        assert!(!middle.given_up.is_cancelled() && !new.given_up.is_cancelled());
+        // A body alone over the budget is not given up for itself.
+        let alone = BodySlots::new(10, 100, 10);
+        let slot = alone.acquire(ip("10.0.0.1")).unwrap();
+        slot.add_bytes(100);
+        assert!(!slot.given_up.is_cancelled());
     }
 
     #[test]

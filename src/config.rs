@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_MAX_BODIES_PER_IP", default_value_t = 64)]
     pub max_bodies_per_ip: usize,
 
+    /// Most bytes of request bodies held while they arrive, all senders together; past
+    /// it, the body that has been arriving longest is given up (408).
+    #[arg(long, env = "HOOKHUB_MAX_BODY_MEMORY", default_value_t = 256 * 1024 * 1024)]
+    pub max_body_memory: usize,
+
     /// Most body bytes in flight on one agent socket, and most read ahead for it: the
     /// window's count is also bounded in bytes. A delivery larger than this still goes,
     /// alone.

@@ -103,7 +103,16 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{local}"));
-        let body_slots = BodySlots::new(config.max_bodies_per_ip);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let connections = connection_budget(open_file_limit(), workers);
+        // Half the connections may be reading a body; the other half stay for everyone
+        // else (agents, the API, health checks).
+        let most_bodies = connections.map_or(4096, |per_worker| (per_worker * workers / 2).max(1));
+        let body_slots = BodySlots::new(
+            config.max_bodies_per_ip,
+            most_bodies,
+            config.max_body_memory.max(config.max_body_bytes),
+        );
         let hub = Hub {
             store,
             writer,
@@ -125,7 +134,6 @@ impl Application {
             hub.config.rate_limit,
             hub.config.rate_burst,
         ));
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -139,7 +147,7 @@ impl Application {
         // Signals are ours to handle: sockets must be closed before the server drains.
         .disable_signals()
         .shutdown_timeout(10);
-        if let Some(per_worker) = connection_budget(open_file_limit(), workers) {
+        if let Some(per_worker) = connections {
             server = server.max_connections(per_worker);
         }
         let server = server.listen(listener).map_err(&listen_err)?.run();

@@ -12,7 +12,7 @@ use std::{
 
 use actix_web::rt::time::timeout;
 use common::{
-    process::{free_port, HubProcess},
+    process::{free_port, rss_bytes, HubProcess},
     spawn_app_with, HubClient,
 };
 use tokio::{
@@ -67,10 +67,11 @@ async fn closed_within(stream: &mut TcpStream, secs: u64) -> bool {
     )
 }
 
+/// The head of a post declaring a body of 20 MB, and the body's first bytes.
 fn partial_post(webhook_id: &str) -> String {
     format!(
         "POST /v1/hooks/{webhook_id} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n\
-         Content-Length: 1000\r\n\r\n{{\"partial\":"
+         Content-Length: 20000000\r\n\r\n{{\"partial\":"
     )
 }
 
@@ -97,13 +98,16 @@ async fn a_body_that_stops_arriving_gets_408_and_its_connection_is_closed() {
     );
 }
 
-/// A hub with a file limit of 256 and a sender that opens as many half-sent requests as
-/// it can: the hub stays below its limit and keeps answering everyone else.
+/// A hub with a file limit of 256 and senders on twenty addresses that open as many
+/// half-sent requests as they can, each declaring a 20 MB body: the hub stays below its
+/// file limit and its memory, and keeps answering everyone else.
 #[actix_web::test]
-async fn a_sender_holding_every_connection_it_can_open_does_not_starve_the_others() {
+async fn senders_holding_every_connection_they_can_open_do_not_starve_the_others() {
     let dir = tempfile::tempdir().unwrap();
+    // The address space is capped too: room for the hub, not for a buffer of the size each
+    // half-sent body declares.
     let hub = HubProcess::start_under(
-        &["prlimit", "--nofile=256:256"],
+        &["prlimit", "--nofile=256:256", "--as=1500000000"],
         dir.path(),
         free_port(),
         &[],
@@ -121,12 +125,14 @@ async fn a_sender_holding_every_connection_it_can_open_does_not_starve_the_other
     let target = target["webhookId"].as_str().unwrap().to_owned();
     let other = other["webhookId"].as_str().unwrap().to_owned();
 
-    // The attacker, from an address of its own, sends a head and a few bytes on as many
-    // connections as it can, and keeps them all.
+    // The attackers, from addresses of their own, send a head and a few bytes on as many
+    // connections as they can, and keep them all.
+    let rss_before = rss_bytes(hub.pid());
     let mut held = Vec::new();
-    for _ in 0..600 {
+    for i in 0..600 {
+        let from = format!("127.0.0.{}", 2 + i % 20);
         let Ok(Ok(mut stream)) =
-            timeout(Duration::from_secs(2), connect_from("127.0.0.2", hub.port)).await
+            timeout(Duration::from_secs(2), connect_from(&from, hub.port)).await
         else {
             break;
         };
@@ -141,8 +147,13 @@ async fn a_sender_holding_every_connection_it_can_open_does_not_starve_the_other
     }
     assert!(
         held.len() > 256,
-        "the attacker opened {} connections",
+        "the attackers opened {} connections",
         held.len()
+    );
+    let grown = rss_bytes(hub.pid()).saturating_sub(rss_before);
+    assert!(
+        grown < 200 << 20,
+        "memory grew by {grown} bytes for half-sent bodies"
     );
 
     let healthz = timeout(

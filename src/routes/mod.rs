@@ -45,17 +45,21 @@ pub async fn read_body_limited(
     payload: web::Payload,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    let (_slot, timeout) = body_slot(req)?;
-    match actix_web::rt::time::timeout(timeout, read_body(req, payload, limit)).await {
-        Ok(read) => read,
-        Err(_) => Err(ApiError::BodyTimeout {
-            secs: timeout.as_secs_f64().ceil() as u64,
-        }),
+    let (slot, timeout) = body_slot(req)?;
+    let timed_out = || ApiError::BodyTimeout {
+        secs: timeout.as_secs_f64().ceil() as u64,
+    };
+    tokio::select! {
+        read = actix_web::rt::time::timeout(timeout, read_body(req, payload, limit, &slot)) => {
+            read.unwrap_or_else(|_| Err(timed_out()))
+        }
+        // Given up to make room for newer bodies: this one has been arriving longest.
+        () = slot.given_up.cancelled() => Err(timed_out()),
     }
 }
 
 /// A slot to read a body from this request's peer, and how long the body may take.
-fn body_slot(req: &HttpRequest) -> Result<(Option<BodySlot>, Duration), ApiError> {
+fn body_slot(req: &HttpRequest) -> Result<(BodySlot, Duration), ApiError> {
     let Some(hub) = req.app_data::<web::Data<Hub>>() else {
         return Err(ApiError::internal("the hub is not in the app data"));
     };
@@ -102,6 +106,7 @@ async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    slot: &BodySlot,
 ) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
@@ -113,13 +118,16 @@ async fn read_body(
             return Err(ApiError::PayloadTooLarge { limit });
         }
     }
-    let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
+    // Room for what has arrived, not for what the head declares: a declared length costs
+    // the sender nothing to state.
+    let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l.min(64 * 1024) as usize));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::invalid("body", format!("could not read the body: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
+        slot.add_bytes(chunk.len());
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
