@@ -13,6 +13,8 @@
 //!   arriving longest is given up (408, its connection closed) to make room. A sender
 //!   that sends its body at once is never the oldest, so many addresses each holding
 //!   half-sent bodies cannot keep a real sender out, nor fill the memory;
+//! - one peer address may hold only so many connections (`--max-connections-per-ip`),
+//!   idle or not: one past it is shut as soon as it is accepted;
 //! - the server takes at most as many connections as the process's file limit allows,
 //!   less a reserve for the database, the listener and the runtime
 //!   ([`connection_budget`]): the hub keeps working at the limit instead of failing to
@@ -169,6 +171,85 @@ impl Drop for BodySlot {
     }
 }
 
+/// Open connections per peer address.
+pub struct ConnectionsPerIp {
+    most: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection, counted against its address until it is dropped with the
+/// connection.
+pub struct Connection {
+    counts: Arc<ConnectionsPerIp>,
+    ip: IpAddr,
+}
+
+impl ConnectionsPerIp {
+    /// `most` of 0 turns the bound off.
+    pub fn new(most: usize) -> Arc<Self> {
+        Arc::new(Self {
+            most,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a new connection from `ip`; `None` when that address already has its share
+    /// (or the bound is off, when there is nothing to count).
+    pub fn open(self: &Arc<Self>, ip: IpAddr) -> Result<Option<Connection>, Busy> {
+        if self.most == 0 {
+            return Ok(None);
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(ip).or_insert(0);
+        if *count >= self.most {
+            return Err(Busy);
+        }
+        *count += 1;
+        Ok(Some(Connection {
+            counts: self.clone(),
+            ip,
+        }))
+    }
+
+    /// The server's connect hook: counts the connection, and shuts it at once when its
+    /// address has its share. The count lives in the connection's data, so it ends when
+    /// the connection does.
+    pub fn on_connect(
+        self: &Arc<Self>,
+        io: &dyn std::any::Any,
+        data: &mut actix_web::dev::Extensions,
+    ) {
+        let Some(stream) = io.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+            return;
+        };
+        let Ok(peer) = stream.peer_addr() else {
+            return;
+        };
+        match self.open(peer.ip()) {
+            Ok(Some(connection)) => {
+                data.insert(Arc::new(connection));
+            }
+            Ok(None) => {}
+            Err(Busy) => {
+                tracing::debug!(peer = %peer.ip(), "connection over the address's share; shutting it");
+                let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut held = self.counts.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Descriptors kept back from connections: SQLite's files (a database, its WAL and shared
 /// memory for each of half a dozen connections: about 20), the listener, each worker's
 /// event loop, the key file, logs; with room to spare. A fixed number, not a share: what
@@ -254,6 +335,19 @@ mod tests {
         let slot = alone.acquire(ip("10.0.0.1")).unwrap();
         slot.add_bytes(100);
         assert!(!slot.given_up.is_cancelled());
+    }
+
+    #[test]
+    fn connections_of_an_address_are_counted_until_they_end() {
+        let counts = ConnectionsPerIp::new(2);
+        let a = ip("10.0.0.1").unwrap();
+        let first = counts.open(a).unwrap();
+        let _second = counts.open(a).unwrap();
+        assert!(counts.open(a).is_err());
+        assert!(counts.open(ip("10.0.0.2").unwrap()).is_ok());
+        drop(first);
+        assert!(counts.open(a).is_ok());
+        assert!(ConnectionsPerIp::new(0).open(a).unwrap().is_none());
     }
 
     #[test]

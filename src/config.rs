@@ -60,6 +60,12 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_MAX_BODIES_PER_IP", default_value_t = 64)]
     pub max_bodies_per_ip: usize,
 
+    /// Most connections one peer address may hold open, idle or not (0: no bound);
+    /// past it, a new one is shut as soon as it is accepted. Behind a reverse proxy,
+    /// raise it or let the proxy bound this.
+    #[arg(long, env = "HOOKHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
     /// Most bytes of request bodies held while they arrive, all senders together; past
     /// it, the body that has been arriving longest is given up (408).
     #[arg(long, env = "HOOKHUB_MAX_BODY_MEMORY", default_value_t = 256 * 1024 * 1024)]

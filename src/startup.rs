@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::{messages::CloseAll, Registry},
-    admission::{connection_budget, open_file_limit, BodySlots},
+    admission::{connection_budget, open_file_limit, BodySlots, ConnectionsPerIp},
     config::Config,
     crypto::{CryptoError, MasterKey},
     datadir,
@@ -134,6 +134,7 @@ impl Application {
             hub.config.rate_limit,
             hub.config.rate_burst,
         ));
+        let per_ip = ConnectionsPerIp::new(hub.config.max_connections_per_ip);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -143,6 +144,7 @@ impl Application {
                     HttpResponse::NotFound().json(ApiError::NotFound.body())
                 }))
         })
+        .on_connect(move |io, data| per_ip.on_connect(io, data))
         .workers(workers)
         // Signals are ours to handle: sockets must be closed before the server drains.
         .disable_signals()

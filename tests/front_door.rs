@@ -215,3 +215,35 @@ async fn a_throttled_sender_keeps_its_connection_for_the_next_request() {
         .expect("an answer on the same connection");
     assert_eq!(next.map(|(s, _)| s), Some(200));
 }
+
+/// Connections that send nothing at all, from one address: past its share they are shut
+/// as soon as they are accepted, and another address is answered as usual.
+#[actix_web::test]
+async fn an_address_holding_idle_connections_gets_only_its_share() {
+    let app = spawn_app_with(|c| c.max_connections_per_ip = 10).await;
+    let mut idle = Vec::new();
+    for _ in 0..30 {
+        idle.push(connect_from("127.0.0.2", app.port).await.unwrap());
+    }
+    let mut shut = 0;
+    for stream in &mut idle {
+        let mut byte = [0u8; 1];
+        // A shut connection reads its end at once; a counted one has nothing to say yet.
+        if let Ok(Ok(0)) = timeout(Duration::from_millis(300), stream.read(&mut byte)).await {
+            shut += 1;
+        }
+    }
+    assert_eq!(shut, 20, "all but the address's ten were shut");
+    let r = app.get("/healthz", &app.owner_token).await;
+    assert_eq!(r.status, 200);
+    // Once its connections end, the address may connect again.
+    drop(idle);
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect_from("127.0.0.2", app.port).await.unwrap();
+    again
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = timeout(Duration::from_secs(5), read_response(&mut again)).await;
+    assert_eq!(answer.unwrap().map(|(s, _)| s), Some(200));
+}

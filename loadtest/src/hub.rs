@@ -81,6 +81,16 @@ impl Hub {
         if !launch.args.iter().any(|a| a.starts_with("--rate-limit")) {
             args.push("--rate-limit=0".to_owned());
         }
+        // So is the bound on connections per address: it is there for many senders, and
+        // every connection of the load generator comes from one address. A hub older than
+        // the flag does not get it.
+        let flag = "--max-connections-per-ip";
+        if !launch.args.iter().any(|a| a.starts_with(flag)) {
+            let help = Command::new(bin).args(["serve", "--help"]).output()?;
+            if String::from_utf8_lossy(&help.stdout).contains(flag) {
+                args.push(format!("{flag}=0"));
+            }
+        }
         args.extend(launch.args.iter().cloned());
         let log_path = dir.path().join("hub.log");
         let log = std::fs::File::create(&log_path)?;

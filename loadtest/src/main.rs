@@ -53,7 +53,8 @@ struct Cli {
     #[arg(long, global = true)]
     hub_pid: Option<u32>,
     /// An extra argument for the started `hookhub serve` (repeatable), e.g. --hub-arg=--window=200.
-    /// The started hub runs with --rate-limit=0 unless one is given here.
+    /// The started hub runs with --rate-limit=0 and --max-connections-per-ip=0 unless
+    /// they are given here.
     #[arg(long = "hub-arg", global = true, allow_hyphen_values = true)]
     hub_args: Vec<String>,
     /// RUST_LOG of the started hub (its log goes to a file in its temporary directory).
