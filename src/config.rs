@@ -45,6 +45,12 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_BACKLOG_CAP", default_value_t = 1_000_000)]
     pub backlog_cap: u64,
 
+    /// Most bytes of bodies one agent may have queued before ingest answers 503: with
+    /// the count above, what senders can add to the disk for one agent (a delivery
+    /// larger than this still goes into an empty backlog).
+    #[arg(long, env = "HOOKHUB_BACKLOG_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
+    pub backlog_bytes: u64,
+
     /// Most deliveries in flight (sent, not acked) on one agent socket.
     #[arg(long, env = "HOOKHUB_WINDOW", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub window: u32,

@@ -27,7 +27,7 @@ use crate::{
     routes,
     service::{accounts, views::CreatedAccount, Hub},
     store::{deliveries::RETENTION_STEP, Store},
-    writer::DeliveryWriter,
+    writer::{BacklogCap, DeliveryWriter},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +87,10 @@ impl Application {
         let writer = DeliveryWriter::start(
             &store,
             registry.clone(),
-            config.backlog_cap,
+            BacklogCap {
+                count: i64::try_from(config.backlog_cap).unwrap_or(i64::MAX),
+                bytes: i64::try_from(config.backlog_bytes).unwrap_or(i64::MAX),
+            },
             metrics.clone(),
         )
         .await?;

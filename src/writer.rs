@@ -141,7 +141,7 @@ impl DeliveryWriter {
     pub async fn start(
         store: &Store,
         registry: Addr<Registry>,
-        backlog_cap: u64,
+        backlog_cap: BacklogCap,
         metrics: Arc<Metrics>,
     ) -> Result<Self, sqlx::Error> {
         let mut conn = store.dedicated_connection().await?;
@@ -158,6 +158,7 @@ impl DeliveryWriter {
             next_seq: max_seq + 1,
             next_queue_seq: max_queue_seq + 1,
             pending_counts: HashMap::new(),
+            failures: FailureLog::default(),
             metrics,
             committed,
             health: health_tx,
@@ -290,12 +291,14 @@ struct WriterTask {
     conn: SqliteConnection,
     rx: mpsc::Receiver<Op>,
     registry: Addr<Registry>,
-    backlog_cap: u64,
+    backlog_cap: BacklogCap,
     next_seq: i64,
     next_queue_seq: i64,
     /// Pending (queued or sent) deliveries per agent, loaded on first use and kept exact
     /// by this task, the only writer; cleared whenever a commit fails.
-    pending_counts: HashMap<AgentId, i64>,
+    pending_counts: HashMap<AgentId, Pending>,
+    /// Failed batches not yet logged, and when the last line about them was.
+    failures: FailureLog,
     metrics: Arc<Metrics>,
     /// Wakes the checkpointer; dropped with this task, which ends it.
     committed: mpsc::Sender<()>,
@@ -374,7 +377,11 @@ impl WriterTask {
                 if self.health.borrow().is_some()
                     && (acked > 0 || answers.iter().any(Answer::wrote))
                 {
-                    tracing::info!("the delivery writer commits again");
+                    tracing::info!(
+                        failed = self.failures.failed,
+                        "the delivery writer commits again"
+                    );
+                    self.failures = FailureLog::default();
                     self.health.send_replace(None);
                 }
                 // Full means a wake-up is already waiting.
@@ -407,7 +414,28 @@ impl WriterTask {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "delivery batch failed to commit; nothing in it was accepted");
+                // One line when writes start failing, then one a minute at most: a full disk
+                // fails every batch, and is the worst moment to flood the log.
+                self.failures.failed += 1;
+                let due = self
+                    .failures
+                    .logged
+                    .is_none_or(|at| at.elapsed() >= FAILURE_LOG_EVERY);
+                if self.health.borrow().is_none() {
+                    tracing::error!(error = %e, "delivery batch failed to commit; nothing in it was accepted");
+                    self.failures = FailureLog {
+                        failed: 0,
+                        logged: Some(Instant::now()),
+                    };
+                } else if due {
+                    tracing::warn!(error = %e, failed = self.failures.failed, "delivery batches are still failing to commit");
+                    self.failures = FailureLog {
+                        failed: 0,
+                        logged: Some(Instant::now()),
+                    };
+                } else {
+                    tracing::debug!(error = %e, "delivery batch failed to commit");
+                }
                 self.next_seq = first_seq;
                 self.next_queue_seq = first_queue_seq;
                 self.pending_counts.clear();
@@ -493,9 +521,10 @@ impl WriterTask {
                     }
                     let count = match self.pending_counts.get(&d.agent_id) {
                         Some(c) => *c,
-                        None => deliveries::count_pending(conn, &d.agent_id).await?,
+                        None => Pending::from(deliveries::count_pending(conn, &d.agent_id).await?),
                     };
-                    if count >= i64::try_from(self.backlog_cap).unwrap_or(i64::MAX) {
+                    let size = d.body.len() as i64;
+                    if !count.has_room(self.backlog_cap, size) {
                         self.pending_counts.insert(d.agent_id.clone(), count);
                         if let Some(pid) = &d.provider_delivery_id {
                             seen_in_batch.remove(&(d.webhook_id.clone(), pid.clone()));
@@ -503,7 +532,8 @@ impl WriterTask {
                         answers.push(Answer::Ingest(reply, IngestOutcome::BacklogFull));
                         continue;
                     }
-                    self.pending_counts.insert(d.agent_id.clone(), count + 1);
+                    self.pending_counts
+                        .insert(d.agent_id.clone(), count.plus(size));
                     let queue_seq = self.next_queue_seq;
                     self.next_queue_seq += 1;
                     let id = d.id.clone();
@@ -543,9 +573,10 @@ impl WriterTask {
                         .await?;
                     let count = match self.pending_counts.get(owner.id()) {
                         Some(c) => *c,
-                        None => deliveries::count_pending(conn, owner.id()).await?,
+                        None => Pending::from(deliveries::count_pending(conn, owner.id()).await?),
                     };
-                    let room = count < i64::try_from(self.backlog_cap).unwrap_or(i64::MAX);
+                    // Its size is known only once it is found: room means room for one more.
+                    let room = count.has_room(self.backlog_cap, 0);
                     let queue_seq = self.next_queue_seq;
                     let outcome =
                         deliveries::requeue(conn, &owner, &webhook_id, &id, queue_seq, room)
@@ -556,7 +587,11 @@ impl WriterTask {
                             was_pending,
                         } => {
                             self.next_queue_seq += 1;
-                            let count = if was_pending { count } else { count + 1 };
+                            let count = if was_pending {
+                                count
+                            } else {
+                                count.plus(pending.body.len() as i64)
+                            };
                             self.pending_counts.insert(owner.id().clone(), count);
                             routed.push(Arc::new(pending));
                             RequeueOutcome::Queued
@@ -611,6 +646,51 @@ async fn checkpoints(mut conn: SqliteConnection, mut commits: mpsc::Receiver<()>
     }
 }
 
+/// How often a writer that keeps failing says so.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct FailureLog {
+    failed: u64,
+    logged: Option<Instant>,
+}
+
+/// An agent's pending deliveries (queued or sent): how many, and their bodies' bytes.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    count: i64,
+    bytes: i64,
+}
+
+impl From<(i64, i64)> for Pending {
+    fn from((count, bytes): (i64, i64)) -> Self {
+        Self { count, bytes }
+    }
+}
+
+impl Pending {
+    /// Whether one more delivery of `size` bytes fits the backlog cap, in count and bytes.
+    /// A delivery larger than the byte cap fits an empty backlog, or it could never be
+    /// taken.
+    fn has_room(self, cap: BacklogCap, size: i64) -> bool {
+        self.count < cap.count && (self.count == 0 || self.bytes + size <= cap.bytes)
+    }
+
+    fn plus(self, size: i64) -> Self {
+        Self {
+            count: self.count + 1,
+            bytes: self.bytes + size,
+        }
+    }
+}
+
+/// The most one agent may have pending: deliveries, and their bodies' bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct BacklogCap {
+    pub count: i64,
+    pub bytes: i64,
+}
+
 /// A delivery row waiting to be inserted with the rest of its batch.
 struct Row {
     seq: i64,
@@ -663,7 +743,7 @@ impl Deferred {
         &mut self,
         conn: &mut SqliteConnection,
         routed: &mut Vec<Arc<PendingDelivery>>,
-        pending_counts: &mut HashMap<AgentId, i64>,
+        pending_counts: &mut HashMap<AgentId, Pending>,
         now: i64,
         commit: bool,
     ) -> Result<u64, sqlx::Error> {
@@ -712,9 +792,10 @@ impl Deferred {
             }
         }
         let mut acked = 0;
-        for (agent_id, n) in acked_by_agent {
+        for (agent_id, (n, bytes)) in acked_by_agent {
             if let Some(c) = pending_counts.get_mut(&agent_id) {
-                *c -= n as i64;
+                c.count -= n as i64;
+                c.bytes -= bytes;
             }
             acked += n;
         }

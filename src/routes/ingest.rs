@@ -142,7 +142,8 @@ async fn ingest(
         Ok(IngestOutcome::BacklogFull) => Err(ApiError::backlog_full()),
         Err(e) => {
             // Nothing was committed: the sender should retry, and every provider does on 5xx.
-            tracing::error!(error = %e, "ingest could not be committed");
+            // The writer logs the failure itself, once per outage rather than per request.
+            tracing::debug!(error = %e, "ingest could not be committed");
             Err(e.into())
         }
     }
@@ -167,7 +168,7 @@ async fn reject(hub: &Hub, mut delivery: NewDelivery, reason: String) -> ApiErro
     delivery.body =
         Bytes::copy_from_slice(&delivery.body[..delivery.body.len().min(REJECTED_BODY_KEPT)]);
     if let Err(e) = hub.writer.reject(delivery, reason.clone(), cut).await {
-        tracing::error!(error = %e, "a rejected request could not be recorded");
+        tracing::debug!(error = %e, "a rejected request could not be recorded");
     }
     ApiError::InvalidSignature(reason)
 }

@@ -295,7 +295,8 @@ impl Store {
 
     /// Queued or sent, not yet acked.
     pub async fn backlog_depth(&self, agent_id: &AgentId) -> Result<i64, sqlx::Error> {
-        count_pending(&mut *self.pool.acquire().await?, agent_id).await
+        let (count, _bytes) = count_pending(&mut *self.pool.acquire().await?, agent_id).await?;
+        Ok(count)
     }
 }
 
@@ -308,12 +309,14 @@ pub async fn max_seqs(conn: &mut SqliteConnection) -> Result<(i64, i64), sqlx::E
         .await
 }
 
+/// How many deliveries an agent has pending (queued or sent), and their bodies' bytes.
 pub async fn count_pending(
     conn: &mut SqliteConnection,
     agent_id: &AgentId,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM deliveries WHERE agent_id = ? AND status IN ('queued', 'sent')",
+) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(SUM(size_bytes), 0) FROM deliveries
+         WHERE agent_id = ? AND status IN ('queued', 'sent')",
     )
     .bind(agent_id.as_str())
     .fetch_one(conn)
@@ -435,7 +438,8 @@ const ACK: &str = "UPDATE deliveries SET status = 'acked', acked_at = ?,
 /// How many of the batch's acks (as [`ACK`] takes them) will move a delivery to `acked`,
 /// per agent: read just before [`ACK`] in the same transaction, so it is exactly what
 /// [`ACK`] changes, in one row per agent rather than one per ack.
-const ACKS_TAKING_EFFECT: &str = "SELECT d.agent_id, count(*) FROM json_each(?) a
+const ACKS_TAKING_EFFECT: &str =
+    "SELECT d.agent_id, count(*), SUM(d.size_bytes) FROM json_each(?) a
     JOIN deliveries d ON d.id = json_extract(a.value, '$[0]')
         AND d.agent_id = json_extract(a.value, '$[1]')
     WHERE d.status IN ('queued', 'sent')
@@ -445,13 +449,13 @@ const ACKS_TAKING_EFFECT: &str = "SELECT d.agent_id, count(*) FROM json_each(?) 
 /// round trips: the 32-row inserts, then everything else. Each statement text depends only
 /// on how many inserts of each size it holds, so the connection's statement cache keeps
 /// them all prepared (about a hundred texts). Returns how many deliveries each agent's
-/// acks moved from pending to `acked`. (A delivery sent twice since the last commit takes
-/// a round trip more: rare.)
+/// acks moved from pending to `acked`, and their bodies' bytes. (A delivery sent twice
+/// since the last commit takes a round trip more: rare.)
 pub async fn write_batch(
     conn: &mut SqliteConnection,
     w: &BatchWrites<'_>,
     commit: bool,
-) -> Result<HashMap<AgentId, u64>, sqlx::Error> {
+) -> Result<HashMap<AgentId, (u64, i64)>, sqlx::Error> {
     let [big, mid, _] = INSERT_SIZES;
     let (bulk, rest) = w.rows.split_at(w.rows.len() / big * big);
     if !bulk.is_empty() {
@@ -524,8 +528,9 @@ pub async fn write_batch(
         .await?;
     let mut acked = HashMap::new();
     for row in acked_by {
-        let (agent_id, n): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-        acked.insert(AgentId::from_trusted(agent_id), n as u64);
+        let (agent_id, n, bytes): (String, i64, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        acked.insert(AgentId::from_trusted(agent_id), (n as u64, bytes));
     }
     Ok(acked)
 }
