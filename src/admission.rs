@@ -122,13 +122,11 @@ impl BodySlots {
 impl State {
     /// Gives up the body that has been arriving longest: it answers 408 and lets go of its
     /// bytes and its slot when it next runs.
-    fn give_up_oldest(&mut self) -> bool {
-        let Some((_, oldest)) = self.open.pop_first() else {
-            return false;
-        };
-        self.bytes -= oldest.bytes;
-        oldest.give_up.cancel();
-        true
+    fn give_up_oldest(&mut self) {
+        if let Some((_, oldest)) = self.open.pop_first() {
+            self.bytes -= oldest.bytes;
+            oldest.give_up.cancel();
+        }
     }
 }
 

@@ -10,11 +10,11 @@ pub mod ingest;
 pub mod metrics;
 pub mod webhooks;
 
+use std::time::Duration;
+
 use actix_web::{http::header, web, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-
-use std::time::Duration;
 
 use crate::{
     admission::BodySlot,
@@ -71,7 +71,7 @@ fn body_slot(req: &HttpRequest) -> Result<(BodySlot, Duration), ApiError> {
     Ok((slot, hub.config.body_timeout))
 }
 
-/// Largest body read only to be thrown away, so that an early answer (429, 404) leaves the
+/// Largest body read only to be thrown away, so that an early answer (a 429) leaves the
 /// connection usable for the sender's next request: an HTTP/1.1 connection can carry the
 /// next request only once this one's body is off it. A larger body closes the connection.
 const MAX_DISCARDED_BODY: usize = 1024 * 1024;
@@ -79,12 +79,7 @@ const MAX_DISCARDED_BODY: usize = 1024 * 1024;
 /// Reads and drops a small body within the body timeout; what is larger, or slower, is
 /// left unread, and the connection closes after the answer.
 pub async fn discard_body(req: &HttpRequest, mut payload: web::Payload) {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_DISCARDED_BODY as u64) {
+    if declared_length(req).is_some_and(|len| len > MAX_DISCARDED_BODY as u64) {
         return;
     }
     let Ok((_slot, timeout)) = body_slot(req) else {
@@ -108,11 +103,7 @@ async fn read_body(
     limit: usize,
     slot: &BodySlot,
 ) -> Result<Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(req);
     if let Some(len) = declared {
         if len > limit as u64 {
             return Err(ApiError::PayloadTooLarge { limit });
@@ -131,6 +122,14 @@ async fn read_body(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// The body's length as the request's head declares it, if it does.
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// A management request's JSON object body; the content type must say JSON.
