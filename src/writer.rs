@@ -423,16 +423,10 @@ impl WriterTask {
                     .is_none_or(|at| at.elapsed() >= FAILURE_LOG_EVERY);
                 if self.health.borrow().is_none() {
                     tracing::error!(error = %e, "delivery batch failed to commit; nothing in it was accepted");
-                    self.failures = FailureLog {
-                        failed: 0,
-                        logged: Some(Instant::now()),
-                    };
+                    self.failures = FailureLog::logged_now();
                 } else if due {
                     tracing::warn!(error = %e, failed = self.failures.failed, "delivery batches are still failing to commit");
-                    self.failures = FailureLog {
-                        failed: 0,
-                        logged: Some(Instant::now()),
-                    };
+                    self.failures = FailureLog::logged_now();
                 } else {
                     tracing::debug!(error = %e, "delivery batch failed to commit");
                 }
@@ -653,6 +647,16 @@ const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 struct FailureLog {
     failed: u64,
     logged: Option<Instant>,
+}
+
+impl FailureLog {
+    /// Nothing unlogged, as of a line written now.
+    fn logged_now() -> Self {
+        Self {
+            failed: 0,
+            logged: Some(Instant::now()),
+        }
+    }
 }
 
 /// An agent's pending deliveries (queued or sent): how many, and their bodies' bytes.
