@@ -16,15 +16,6 @@ use common::{
 use futures_util::{stream, SinkExt, StreamExt};
 use serde_json::{json, Value};
 
-/// An agent with one webhook: `(agentId, agentToken, webhookId)`.
-async fn agent_with_webhook(hub: &HubClient) -> (String, String, String) {
-    let (agent, token) = hub.create_agent("bot").await;
-    let wh = hub
-        .create_webhook(&hub.owner_token, &agent, "hook", "generic")
-        .await;
-    (agent, token, wh["webhookId"].as_str().unwrap().to_owned())
-}
-
 /// Posts `per_stream` numbered events on each of `streams` concurrent streams, each stream
 /// sequential, so that each stream has a defined receipt order. Returns the accepted ids
 /// with their (stream, n).
@@ -102,7 +93,7 @@ async fn wait_for_status(hub: &HubClient, agent: &str, wid: &str, id: &str, stat
 #[actix_web::test]
 async fn online_agent_gets_a_delivery_and_acks_it() {
     let app = spawn_app().await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
 
     let r = app
@@ -130,7 +121,7 @@ async fn online_agent_gets_a_delivery_and_acks_it() {
 #[actix_web::test]
 async fn offline_backlog_arrives_in_order_when_the_agent_connects() {
     let app = spawn_app().await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let posted = post_streams(&app, std::slice::from_ref(&wid), 1, 30).await;
     let list = app.activity(&agent, &wid).await;
     assert_eq!(list.len(), 30);
@@ -151,7 +142,7 @@ async fn a_socket_quiet_for_a_while_still_gets_its_resend_on_time() {
     // A quiet socket ticks only for its heartbeat (15 s here); a delivery must bring the
     // short tick back, or the resend would wait for the heartbeat.
     let app = spawn_app_with(|c| c.ack_timeout = Duration::from_millis(600)).await;
-    let (_, token, wid) = agent_with_webhook(&app).await;
+    let (_, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     sleep(Duration::from_millis(1500)).await;
     let id = app.ingest_signed(&wid, "late", &[]).await.json["deliveryId"].clone();
@@ -164,7 +155,7 @@ async fn a_socket_quiet_for_a_while_still_gets_its_resend_on_time() {
 #[actix_web::test]
 async fn unacked_delivery_is_sent_again_after_the_ack_timeout() {
     let app = spawn_app_with(|c| c.ack_timeout = Duration::from_millis(600)).await;
-    let (_, token, wid) = agent_with_webhook(&app).await;
+    let (_, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     let id = app.ingest_signed(&wid, "one", &[]).await.json["deliveryId"].clone();
     let first = sock.next_delivery(5).await;
@@ -185,7 +176,7 @@ async fn unacked_delivery_is_sent_again_after_the_ack_timeout() {
 #[actix_web::test]
 async fn a_newer_connection_replaces_the_older_one() {
     let app = spawn_app().await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let mut old = app.connect(&token).await;
     let id = app.ingest_signed(&wid, "x", &[]).await.json["deliveryId"].clone();
     assert_eq!(old.next_delivery(5).await["deliveryId"], id);
@@ -210,7 +201,7 @@ async fn a_newer_connection_replaces_the_older_one() {
 #[actix_web::test]
 async fn ten_thousand_backlog_flushes_in_order_while_live_deliveries_arrive() {
     let app = spawn_app().await;
-    let (_, token, wid) = agent_with_webhook(&app).await;
+    let (_, token, wid) = app.agent_with_webhook().await;
     let webhooks = vec![wid.clone()];
     let backlog = post_streams(&app, &webhooks, 8, 1250).await;
     assert_eq!(backlog.len(), 10_000);
@@ -255,7 +246,7 @@ async fn ten_thousand_backlog_flushes_in_order_while_live_deliveries_arrive() {
 #[actix_web::test]
 async fn an_agent_that_drops_mid_flush_gets_the_rest_in_order() {
     let app = spawn_app_with(|c| c.window = 20).await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let posted = post_streams(&app, std::slice::from_ref(&wid), 1, 300).await;
     let mut by_n: Vec<(usize, String)> =
         posted.iter().map(|(id, (_, n))| (*n, id.clone())).collect();
@@ -306,7 +297,7 @@ async fn concurrent_ingest_on_many_webhooks_of_one_agent() {
 #[actix_web::test]
 async fn a_non_utf8_body_arrives_byte_exact() {
     let app = spawn_app().await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let body: Vec<u8> = (0..=255u8).rev().chain([0xff, 0xfe, 0x00]).collect();
     let r = app
         .ingest_signed(
@@ -343,7 +334,7 @@ async fn a_non_utf8_body_arrives_byte_exact() {
 #[actix_web::test]
 async fn a_body_over_the_limit_is_413_and_not_stored() {
     let app = spawn_app_with(|c| c.max_body_bytes = 1024).await;
-    let (agent, _, wid) = agent_with_webhook(&app).await;
+    let (agent, _, wid) = app.agent_with_webhook().await;
     let r = app.ingest(&wid, vec![b'a'; 1025], &[]).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.json["error"]["code"], "payload_too_large");
@@ -371,7 +362,7 @@ async fn a_body_over_the_limit_is_413_and_not_stored() {
 #[actix_web::test]
 async fn unknown_and_deactivated_webhooks_are_the_same_404() {
     let app = spawn_app().await;
-    let (agent, _, wid) = agent_with_webhook(&app).await;
+    let (agent, _, wid) = app.agent_with_webhook().await;
     assert_eq!(app.ingest_signed(&wid, "ok", &[]).await.status, 202);
     let del = app
         .request(
@@ -396,7 +387,7 @@ async fn unknown_and_deactivated_webhooks_are_the_same_404() {
 #[actix_web::test]
 async fn a_full_backlog_answers_503_with_retry_after() {
     let app = spawn_app_with(|c| c.backlog_cap = 3).await;
-    let (_, token, wid) = agent_with_webhook(&app).await;
+    let (_, token, wid) = app.agent_with_webhook().await;
     for _ in 0..3 {
         assert_eq!(app.ingest_signed(&wid, "x", &[]).await.status, 202);
     }
@@ -423,7 +414,7 @@ async fn a_full_backlog_answers_503_with_retry_after() {
 #[actix_web::test]
 async fn malformed_frames_get_error_frames_and_the_socket_stays_up() {
     let app = spawn_app().await;
-    let (_, token, wid) = agent_with_webhook(&app).await;
+    let (_, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     for bad in [
         "not json",
@@ -452,7 +443,7 @@ async fn malformed_frames_get_error_frames_and_the_socket_stays_up() {
 #[actix_web::test]
 async fn redeliver_queues_an_acked_delivery_again() {
     let app = spawn_app().await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     let id = app.ingest_signed(&wid, "again", &[]).await.json["deliveryId"]
         .as_str()
@@ -500,7 +491,7 @@ async fn redeliver_queues_an_acked_delivery_again() {
 #[actix_web::test]
 async fn redeliver_into_a_full_backlog_answers_503_until_there_is_room() {
     let app = spawn_app_with(|c| c.backlog_cap = 2).await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     let post = async |body: &str| {
         let r = app.ingest_signed(&wid, body.to_owned(), &[]).await;
@@ -572,7 +563,7 @@ async fn redeliver_into_a_full_backlog_answers_503_until_there_is_room() {
 #[actix_web::test]
 async fn activity_pages_newest_first_with_a_cursor() {
     let app = spawn_app().await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let r = app
@@ -666,7 +657,7 @@ async fn retention_expires_unacked_and_prunes_acked() {
         c.retention_sweep = Duration::from_millis(200);
     })
     .await;
-    let (agent, token, wid) = agent_with_webhook(&app).await;
+    let (agent, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     let acked = app.ingest_signed(&wid, "acked", &[]).await.json["deliveryId"].clone();
     sock.next_delivery(5).await;
@@ -689,7 +680,7 @@ async fn retention_expires_unacked_and_prunes_acked() {
 #[actix_web::test]
 async fn shutdown_closes_agent_sockets_with_1001() {
     let mut app = spawn_app().await;
-    let (_, token, _) = agent_with_webhook(&app).await;
+    let (_, token, _) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     sleep(Duration::from_millis(100)).await;
     app.stop().await;
@@ -707,7 +698,7 @@ async fn kill_9_loses_no_accepted_delivery() {
     let port = free_port();
     let mut hub = HubProcess::start(data.path(), port, &[]);
     let client = HubClient::new(port, hub.owner_token.as_deref().unwrap());
-    let (_, token, wid) = agent_with_webhook(&client).await;
+    let (_, token, wid) = client.agent_with_webhook().await;
 
     // Some delivered and left unacked.
     let unacked = post_streams(&client, std::slice::from_ref(&wid), 1, 20).await;
@@ -832,7 +823,7 @@ async fn a_full_disk_answers_503_and_the_hub_recovers_when_there_is_room() {
         "info",
     );
     let client = HubClient::new(port, hub.owner_token.as_deref().unwrap());
-    let (_, token, wid) = agent_with_webhook(&client).await;
+    let (_, token, wid) = client.agent_with_webhook().await;
     let healthz = async || client.request("GET", "/healthz", None, None).await;
     assert_eq!(healthz().await.status, 200);
 
@@ -928,7 +919,7 @@ async fn sigterm_stops_the_binary_cleanly() {
     let port = free_port();
     let mut hub = HubProcess::start(data.path(), port, &[]);
     let client = HubClient::new(port, hub.owner_token.as_deref().unwrap());
-    let (_, token, wid) = agent_with_webhook(&client).await;
+    let (_, token, wid) = client.agent_with_webhook().await;
     let mut sock = client.connect(&token).await;
     let id = client.ingest_signed(&wid, "x", &[]).await.json["deliveryId"].clone();
     assert_eq!(sock.next_delivery(5).await["deliveryId"], id);
@@ -943,7 +934,7 @@ async fn sigterm_stops_the_binary_cleanly() {
 #[actix_web::test]
 async fn a_slow_agent_gets_no_more_than_its_window() {
     let app = spawn_app_with(|c| c.window = 10).await;
-    let (_, token, wid) = agent_with_webhook(&app).await;
+    let (_, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     post_streams(&app, std::slice::from_ref(&wid), 1, 50).await;
     let mut ids = Vec::new();
@@ -995,7 +986,7 @@ async fn a_socket_that_answers_pings_stays_up() {
         c.client_timeout = Duration::from_millis(600);
     })
     .await;
-    let (_, token, wid) = agent_with_webhook(&app).await;
+    let (_, token, wid) = app.agent_with_webhook().await;
     let mut sock = app.connect(&token).await;
     // Reading answers pings; nothing else arrives for well past the client timeout.
     match sock.next_incoming(2).await {

@@ -186,11 +186,8 @@ async fn a_throttled_sender_keeps_its_connection_for_the_next_request() {
         c.rate_burst = 1;
     })
     .await;
-    let (agent, _) = app.create_agent("bot").await;
-    let wh = app
-        .create_webhook(&app.owner_token, &agent, "hook", "generic")
-        .await;
-    let wid = wh["webhookId"].as_str().unwrap();
+    let (_, _, wid) = app.agent_with_webhook().await;
+    let wid = wid.as_str();
     // The webhook's one token.
     let r = app.ingest_signed(wid, r#"{"n":1}"#, &[]).await;
     assert_eq!(r.status, 202);

@@ -110,11 +110,8 @@ async fn a_whole_frame_over_the_limit_closes_1009_with_a_reason() {
 #[actix_web::test]
 async fn a_fragmented_ack_is_applied() {
     let app = spawn_app().await;
-    let (agent, token) = app.create_agent("bot").await;
-    let wh = app
-        .create_webhook(&app.owner_token, &agent, "hook", "generic")
-        .await;
-    let wid = wh["webhookId"].as_str().unwrap();
+    let (agent, token, wid) = app.agent_with_webhook().await;
+    let wid = wid.as_str();
     let r = app.ingest_signed(wid, r#"{"n":1}"#, &[]).await;
     assert_eq!(r.status, 202);
     let mut sock = app.connect(&token).await;
@@ -285,11 +282,8 @@ async fn deliveries_of_mixed_sizes_pass_a_small_byte_window_in_order() {
         c.window_bytes = 1000;
     })
     .await;
-    let (agent, token) = app.create_agent("bot").await;
-    let wh = app
-        .create_webhook(&app.owner_token, &agent, "hook", "generic")
-        .await;
-    let wid = wh["webhookId"].as_str().unwrap();
+    let (_, token, wid) = app.agent_with_webhook().await;
+    let wid = wid.as_str();
     let sizes = [300, 300, 300, 3000, 300, 300, 2500, 2500, 300, 300, 300];
     let body = |n: usize, size: usize| format!("{n:04}{}", "x".repeat(size - 4));
     // The first half waits in the backlog, the rest comes while the agent is connected.

@@ -252,6 +252,16 @@ impl HubClient {
         r.json
     }
 
+    /// An agent of the first owner with one generic webhook: `(agentId, agentToken,
+    /// webhookId)`.
+    pub async fn agent_with_webhook(&self) -> (String, String, String) {
+        let (agent, token) = self.create_agent("bot").await;
+        let wh = self
+            .create_webhook(&self.owner_token, &agent, "hook", "generic")
+            .await;
+        (agent, token, wh["webhookId"].as_str().unwrap().to_owned())
+    }
+
     /// A webhook's activity as its owner sees it (newest first, up to 100).
     pub async fn activity(&self, agent: &str, webhook_id: &str) -> Vec<Value> {
         let r = self
