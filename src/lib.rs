@@ -21,8 +21,9 @@
 //! - [`actors`]: the `Registry` of online agents and one `AgentSession` per socket.
 //! - [`protocol`]: the JSON frames spoken on the agent socket.
 //! - [`providers`]: one module per provider's signature scheme and event names.
-//! - [`admission`]: the bounds that keep one sender from holding connections: the body
-//!   deadline, bodies per address, connections within the file limit.
+//! - [`admission`]: the bounds that keep senders from holding connections, descriptors
+//!   and memory: the body deadline, bodies and connections per address, bodies in
+//!   progress for all, connections within the file limit.
 //! - [`ratelimit`]: the per-webhook token buckets ingest checks before reading a body.
 //! - [`webhook_cache`]: active webhooks as ingest sees them, invalidated by every change.
 //! - [`listen`]: `hookhub listen`, a client of a running hub that forwards an agent's
