@@ -76,13 +76,18 @@ fn body_slot(req: &HttpRequest) -> Result<(BodySlot, Duration), ApiError> {
 /// next request only once this one's body is off it. A larger body closes the connection.
 const MAX_DISCARDED_BODY: usize = 1024 * 1024;
 
-/// Reads and drops a small body within the body timeout; what is larger, or slower, is
-/// left unread, and the connection closes after the answer.
+/// How long a body read only to be thrown away may take: a sender that is told to come
+/// back has sent its body with its head, or will not get to keep the connection.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reads and drops a small body, briefly; what is larger, or slower, is left unread, and
+/// the connection closes after the answer. It holds a body slot while it reads, and gives
+/// it up like any other body when newer ones need the room.
 pub async fn discard_body(req: &HttpRequest, mut payload: web::Payload) {
     if declared_length(req).is_some_and(|len| len > MAX_DISCARDED_BODY as u64) {
         return;
     }
-    let Ok((_slot, timeout)) = body_slot(req) else {
+    let Ok((slot, timeout)) = body_slot(req) else {
         return;
     };
     let drain = async {
@@ -94,7 +99,10 @@ pub async fn discard_body(req: &HttpRequest, mut payload: web::Payload) {
             }
         }
     };
-    let _ = actix_web::rt::time::timeout(timeout, drain).await;
+    tokio::select! {
+        _ = actix_web::rt::time::timeout(timeout.min(DISCARD_TIMEOUT), drain) => {}
+        () = slot.given_up.cancelled() => {}
+    }
 }
 
 async fn read_body(
