@@ -35,6 +35,10 @@
 //! - [`datadir`]: the data directory and its files, private to the user the hub runs as.
 //! - [`ids`], [`clock`], [`error`]: typed prefixed ids, timestamps, the one error type.
 
+// The allocator tuning and the file-limit raise in `main.rs` are the only unsafe calls,
+// and they stay in the binary.
+#![forbid(unsafe_code)]
+
 pub mod actors;
 pub mod admission;
 pub mod auth;
