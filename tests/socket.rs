@@ -249,10 +249,12 @@ async fn memory_per_agent_is_bounded_in_bytes_and_returned_when_it_leaves() {
     }
     let grown = peak.saturating_sub(before);
     println!("RSS before {before}, peak while connected {peak}: grew {grown} bytes");
-    // The default byte window holds one 10 MiB delivery in flight and one read ahead;
-    // a window of 100 by count alone would take all twelve, in several copies each.
+    // The default byte window holds one 10 MiB delivery in flight and one read ahead:
+    // with the frame, the connection's write buffer and the copies made on the way (the
+    // frame's encoding, the row read from the store), 30 to 65 MB at the moments sampled.
+    // A window of 100 by count alone takes all twelve: 170 MB.
     assert!(
-        grown < (5 * BODY) as u64,
+        grown < (8 * BODY) as u64,
         "memory grew by {grown} bytes for one agent; {COUNT} deliveries of {BODY} are queued"
     );
 

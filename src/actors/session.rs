@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::{
     messages::{Close, Push, Register, Unregister},
-    wire::{FrameReader, Violation},
+    wire::{FrameReader, Outbound, Violation},
 };
 use crate::{
     clock,
@@ -40,16 +40,6 @@ use crate::{
 
 /// The shortest wait between two ticks.
 const MIN_TICK: Duration = Duration::from_millis(50);
-
-/// What the socket writer task sends. The rare variants are boxed to keep this at the
-/// size of a `String`: every socket's channel allocates a block of 32 of them up front.
-pub enum Outbound {
-    Text(String),
-    Ping,
-    Pong(Box<bytes::Bytes>),
-    Close(Box<CloseReason>),
-}
-const _: () = assert!(std::mem::size_of::<Outbound>() <= std::mem::size_of::<String>());
 
 /// Socket → session: one message from the agent, the end of its stream, or the
 /// violation that fails the connection.

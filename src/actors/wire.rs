@@ -27,7 +27,16 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::session::Outbound;
+/// What the session hands the write half, in order. The rare variants are boxed to keep
+/// this at the size of a `String`: every socket's channel allocates a block of 32 of them
+/// up front.
+pub enum Outbound {
+    Text(String),
+    Ping,
+    Pong(Box<Bytes>),
+    Close(Box<CloseReason>),
+}
+const _: () = assert!(std::mem::size_of::<Outbound>() <= std::mem::size_of::<String>());
 
 /// Why the hub fails a connection: the close code and a reason for the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
