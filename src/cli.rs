@@ -6,11 +6,12 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    client::{self, ListenArgs},
     config::Config,
-    ids::AccountId,
-    listen::{self, ListenArgs},
+    domain::ids::AccountId,
     logging,
     service::{accounts, agents},
+    shutdown,
     startup::Application,
     store::Store,
 };
@@ -82,7 +83,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     data_dir,
                 },
         } => agent_create(&account, &name, &data_dir).await,
-        Command::Listen(args) => listen::run(*args).await,
+        Command::Listen(args) => client::run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,7 +115,7 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!(url = %url, "hookhub started");
     let stop_reports = CancellationToken::new();
     let reports = actix_web::rt::spawn(logging::report_malformed(stop_reports.clone()));
-    let served = app.run_until(shutdown_signal()).await;
+    let served = app.run_until(shutdown::signal()).await;
     stop_reports.cancel();
     let _ = reports.await;
     served.map_err(|e| e.to_string())
@@ -140,29 +141,6 @@ fn survive_file_size_limit() {
                 tracing::warn!(error = %e, "cannot handle SIGXFSZ; a write past the file-size limit will kill the hub")
             }
         }
-    }
-}
-
-/// SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

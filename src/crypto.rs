@@ -19,7 +19,10 @@ use chacha20poly1305::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::datadir;
+use crate::{
+    datadir,
+    domain::{ids::WebhookId, SealedSecrets},
+};
 
 pub const OWNER_TOKEN_PREFIX: &str = "hh_owner_";
 pub const AGENT_TOKEN_PREFIX: &str = "hh_agent_";
@@ -186,6 +189,73 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(contents)?;
     f.sync_all()
+}
+
+/// Associated data for sealing a webhook's signing secret (current and previous).
+pub fn signing_aad(id: &WebhookId) -> String {
+    format!("{id}/signing")
+}
+
+/// Associated data for sealing a webhook's provider-issued secret.
+pub fn provider_aad(id: &WebhookId) -> String {
+    format!("{id}/provider")
+}
+
+/// The HMAC key of a Standard Webhooks secret (`whsec_…`): the bytes its base64 stands
+/// for. `None` if it is not base64.
+pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
+    STANDARD
+        .decode(secret.strip_prefix(SIGNING_SECRET_PREFIX).unwrap_or(secret))
+        .ok()
+}
+
+/// A webhook's secrets, opened, as verification needs them.
+pub struct Keys {
+    /// The current signing secret, `whsec_…`.
+    pub signing: Secret,
+    /// The signing secret replaced by the last rotation, and the time (ms) until which it
+    /// still verifies, so that nothing signed during the change-over is lost.
+    pub previous: Option<(Secret, i64)>,
+    /// The secret Stripe or Slack issued, once the owner has set it.
+    pub provider: Option<Secret>,
+}
+
+impl Keys {
+    /// Opens what can verify at `now_ms`: a previous secret past its overlap is not opened.
+    pub fn open(
+        key: &MasterKey,
+        id: &WebhookId,
+        sealed: &SealedSecrets,
+        now_ms: i64,
+    ) -> Result<Self, CryptoError> {
+        let signing_aad = signing_aad(id);
+        let previous = match (&sealed.previous, sealed.previous_until) {
+            (Some(previous), Some(until)) if now_ms < until => {
+                Some((key.open(previous, &signing_aad)?, until))
+            }
+            _ => None,
+        };
+        let provider = match &sealed.provider {
+            Some(p) => Some(key.open(p, &provider_aad(id))?),
+            None => None,
+        };
+        Ok(Self {
+            signing: key.open(&sealed.signing, &signing_aad)?,
+            previous,
+            provider,
+        })
+    }
+
+    /// The signing secrets that verify at `now_ms`: the current one, and the previous one
+    /// while its overlap lasts (and not a millisecond after).
+    pub fn signing_at(&self, now_ms: i64) -> impl Iterator<Item = &Secret> {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|(_, until)| now_ms < *until)
+            .map(|(secret, _)| secret);
+        std::iter::once(&self.signing).chain(previous)
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde::Serialize;
 
+pub use crate::protocol::ErrorDetail;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or invalid bearer token")]
@@ -115,14 +117,6 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-pub struct ErrorDetail {
-    pub code: &'static str,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'static str>,
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -177,17 +171,17 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
         Self::internal(e)
     }
 }
 
-impl From<crate::writer::WriteError> for ApiError {
-    fn from(e: crate::writer::WriteError) -> Self {
+impl From<crate::pipeline::writer::WriteError> for ApiError {
+    fn from(e: crate::pipeline::writer::WriteError) -> Self {
         match e {
-            crate::writer::WriteError::Stopped => Self::Unavailable,
-            crate::writer::WriteError::Failed(_) => Self::StorageUnavailable,
+            crate::pipeline::writer::WriteError::Stopped => Self::Unavailable,
+            crate::pipeline::writer::WriteError::Failed(_) => Self::StorageUnavailable,
         }
     }
 }

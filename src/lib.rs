@@ -6,58 +6,63 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `account create`, `agent create`, `listen`).
-//! - [`config`]: settings, every one a flag and a `HOOKHUB_*` environment variable.
-//! - [`startup`]: builds the application, binds the listener, runs until shutdown.
-//! - [`routes`]: HTTP handlers, one file per resource; thin, they call [`service`].
-//!   [`routes::dashboard`] serves the web dashboard, embedded from `src/dashboard/`.
-//! - [`service`]: the rules (ownership, validation, `createdBy`), one place for both the
-//!   HTTP API and the agent's self-service tools.
-//! - [`auth`]: who is calling: an owner or an agent, from a bearer token, or an owner
-//!   from a dashboard session cookie (with its CSRF check).
-//! - [`store`]: the only code that speaks SQL; SQLite is the queue of record.
-//! - [`writer`]: the delivery writer, sole inserter into the queue, committing in groups,
-//!   and the checkpointer that copies its WAL into the database file beside it.
-//! - [`actors`]: the `Registry` of online agents and one `AgentSession` per socket.
-//! - [`protocol`]: the JSON frames spoken on the agent socket.
-//! - [`providers`]: one module per provider's signature scheme and event names.
-//! - [`admission`]: the bounds that keep senders from holding connections, descriptors
-//!   and memory: the body deadline, bodies and connections per address, bodies in
-//!   progress for all, connections within the file limit.
-//! - [`ratelimit`]: the per-webhook token buckets ingest checks before reading a body.
-//! - [`webhook_cache`]: active webhooks as ingest sees them, invalidated by every change.
-//! - [`listen`]: `hookhub listen`, a client of a running hub that forwards an agent's
-//!   deliveries to a local app or prints them, acking each once it is handed over.
-//! - [`metrics`]: the counters and histograms served on `/metrics`.
-//! - [`logging`]: the log on stderr, which sums up malformed requests instead of an error
-//!   line each.
-//! - [`crypto`]: tokens, their hashes, and signing secrets sealed at rest.
-//! - [`datadir`]: the data directory and its files, private to the user the hub runs as.
-//! - [`ids`], [`clock`], [`error`]: typed prefixed ids, timestamps, the one error type.
+//! The path of a delivery, in order:
+//!
+//! 1. [`http`]: the HTTP front door, one file per resource, and [`http::auth`], the
+//!    extractor that says who is calling. [`http::ingest`] checks what can be checked
+//!    before a body is read; [`admission`] bounds what senders may hold while they send it
+//!    (connections, bodies, memory, time); [`ratelimit`] is each webhook's rate.
+//! 2. [`service`]: the rules, one place for the HTTP API, the dashboard and the agent's
+//!    self-service tools ([`service::tools`]); [`service::ingest`] verifies a request with
+//!    [`providers`] and hands it to the writer.
+//! 3. [`pipeline`]: [`pipeline::writer`] commits deliveries in groups and answers each
+//!    sender once its group is durable; [`pipeline::registry`] routes what was committed
+//!    to the agent's session; [`pipeline::retention`] expires and prunes old rows.
+//! 4. [`socket`]: one session actor per agent socket, which sends in queue order within
+//!    its [`socket::window`], and records each ack through the writer.
+//!
+//! Beside the path:
+//!
+//! - [`store`]: the only code that speaks SQL (SQLite, the queue of record), behind the
+//!   interface the writer and the sessions use ([`store::BatchWriter`], [`store::Store`]).
+//! - [`domain`]: ids, providers, deliveries and their statuses: the types every layer
+//!   shares, with no I/O.
+//! - [`protocol`]: every frame of the agent socket, both ways, used by the hub and by
+//!   [`client`], `hookhub listen`.
+//! - [`crypto`]: tokens, sealing secrets at rest, opening a webhook's keys.
+//! - [`state`]: the handles one hub shares ([`state::Hub`]); [`startup`] builds it, binds
+//!   the listener and runs until shutdown; [`cli`] and [`config`] are the command line
+//!   and its settings.
+//! - [`metrics`], [`logging`], [`webhook_cache`], [`datadir`], [`clock`], [`error`],
+//!   [`shutdown`]: counters for `/metrics`, the log, active webhooks as ingest sees them,
+//!   the data directory's files, time, the one error type, the stop signal.
+//!
+//! No module imports one that imports it back; `scripts/check-module-cycles` checks it.
 
 // The allocator tuning and the file-limit raise in `main.rs` are the only unsafe calls,
 // and they stay in the binary.
 #![forbid(unsafe_code)]
 
-pub mod actors;
 pub mod admission;
-pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod datadir;
+pub mod domain;
 pub mod error;
-pub mod ids;
-pub mod listen;
+pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod pipeline;
 pub mod protocol;
 pub mod providers;
 pub mod ratelimit;
-pub mod routes;
 pub mod service;
+pub mod shutdown;
+pub mod socket;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod webhook_cache;
-pub mod writer;

@@ -1,7 +1,7 @@
 //! What the hub shows about itself on `GET /metrics`, in the OpenMetrics text format that
 //! Prometheus scrapes.
 //!
-//! One [`Metrics`] per running hub, held by the [`crate::service::Hub`] and handed to the
+//! One [`Metrics`] per running hub, held by the [`crate::state::Hub`] and handed to the
 //! delivery writer and the registry when they start. It is not a process-wide static:
 //! tests run several hubs in one process, and each must count only its own deliveries.
 //!
@@ -25,7 +25,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::writer::IngestOutcome;
+use crate::domain::{BacklogSnapshot, IngestOutcome};
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -62,14 +62,6 @@ pub struct Metrics {
     malformed_requests: Counter,
     backlog_depth: Gauge,
     oldest_queued_age_seconds: Gauge<f64, AtomicU64>,
-}
-
-/// The durable queue as of a scrape: pending (queued or sent) deliveries of every agent.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BacklogSnapshot {
-    pub depth: i64,
-    /// Receipt time (ms since the epoch) of the oldest pending delivery.
-    pub oldest_received_at: Option<i64>,
 }
 
 impl Default for Metrics {

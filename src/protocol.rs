@@ -3,9 +3,31 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{value::RawValue, Value};
 
-use crate::{
-    clock::rfc3339, error::ErrorDetail, service::views::encode_body, store::PendingDelivery,
-};
+use base64::{engine::general_purpose::STANDARD, Engine};
+
+use crate::{clock::rfc3339, domain::PendingDelivery};
+
+/// The error object of every failure, the same over HTTP (`{"error": …}`) and in a
+/// `result` frame: a stable `code`, a message for people, the `field` at fault if any.
+#[derive(Serialize)]
+pub struct ErrorDetail {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+}
+
+/// A body as text when it is UTF-8, else base64: `(body, bodyEncoding)`.
+pub fn encode_body(body: &[u8]) -> (std::borrow::Cow<'_, str>, &'static str) {
+    match std::str::from_utf8(body) {
+        Ok(s) => (s.into(), "utf8"),
+        Err(_) => (STANDARD.encode(body).into(), "base64"),
+    }
+}
+
+/// Close code for a socket replaced by a newer connection of the same agent: the client
+/// should not reconnect, or the two would replace each other forever.
+pub const CLOSE_REPLACED: u16 = 4000;
 
 /// Agent → hub.
 #[derive(Debug, Deserialize)]
@@ -55,11 +77,17 @@ struct DeliveryFrame<'a> {
     signature: Option<&'a Signature>,
 }
 
-/// Encodes a `delivery` frame.
-pub fn delivery_frame(d: &PendingDelivery, attempt: i64, signature: Option<&Signature>) -> String {
+/// Encodes a `delivery` frame. It fails only on a stored row that is not what ingest
+/// wrote (headers that are not a JSON object): the caller logs it and sends nothing,
+/// rather than a frame that says something else.
+pub fn delivery_frame(
+    d: &PendingDelivery,
+    attempt: i64,
+    signature: Option<&Signature>,
+) -> Result<String, serde_json::Error> {
     let (body, body_encoding) = encode_body(&d.body);
     // Headers were stored as a JSON object by ingest; embed them without re-parsing.
-    let headers = serde_json::from_str::<&RawValue>(&d.headers).unwrap_or(RawValue::NULL);
+    let headers = serde_json::from_str::<&RawValue>(&d.headers)?;
     let frame = DeliveryFrame {
         kind: "delivery",
         delivery_id: d.id.as_str(),
@@ -74,7 +102,7 @@ pub fn delivery_frame(d: &PendingDelivery, attempt: i64, signature: Option<&Sign
         body_encoding,
         signature,
     };
-    serde_json::to_string(&frame).unwrap_or_default()
+    serde_json::to_string(&frame)
 }
 
 /// An error about a frame the hub could not act on; the socket stays open.
@@ -115,5 +143,38 @@ mod tests {
                 other => prop_assert!(false, "{:?}", other),
             }
         }
+    }
+
+    #[test]
+    fn a_delivery_whose_stored_headers_are_not_json_is_an_error_not_an_empty_frame() {
+        use std::sync::Arc;
+
+        use crate::domain::{
+            ids::{AgentId, DeliveryId, WebhookId},
+            Provider, SealedSecrets,
+        };
+        let mut d = PendingDelivery {
+            queue_seq: 1,
+            id: DeliveryId::generate(),
+            webhook_id: WebhookId::generate(),
+            agent_id: AgentId::generate(),
+            provider: Provider::Github,
+            event: Some("push".to_owned()),
+            received_at: 0,
+            verified: true,
+            attempts: 0,
+            headers: r#"{"x-github-event":"push"}"#.to_owned(),
+            body: bytes::Bytes::from_static(b"{}"),
+            secrets: Arc::new(SealedSecrets {
+                signing: Vec::new(),
+                previous: None,
+                previous_until: None,
+                provider: None,
+            }),
+        };
+        let frame: Value = serde_json::from_str(&delivery_frame(&d, 1, None).unwrap()).unwrap();
+        assert_eq!(frame["headers"]["x-github-event"], "push");
+        d.headers = "not json".to_owned();
+        assert!(delivery_frame(&d, 1, None).is_err());
     }
 }

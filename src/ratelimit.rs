@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::ids::WebhookId;
+use crate::domain::ids::WebhookId;
 
 pub struct RateLimiter {
     /// Tokens added per second; `None` when the limit is off.

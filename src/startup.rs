@@ -16,26 +16,25 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    actors::{messages::CloseAll, Registry},
     admission::{connection_budget, open_file_limit, BodySlots, ConnectionsPerIp},
     config::Config,
     crypto::{CryptoError, MasterKey},
     datadir,
+    domain::BacklogCap,
     error::ApiError,
+    http,
     metrics::Metrics,
+    pipeline::{registry::CloseAll, retention, writer::DeliveryWriter, Registry},
     ratelimit::RateLimiter,
-    routes,
-    service::{accounts, views::CreatedAccount, Hub},
-    store::{deliveries::RETENTION_STEP, Store},
-    writer::{BacklogCap, DeliveryWriter},
+    service::{accounts, views::CreatedAccount},
+    state::Hub,
+    store::{Store, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Database(#[from] StoreError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error("cannot listen on {addr}: {source}")]
@@ -142,7 +141,7 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .app_data(limiter.clone())
-                .configure(routes::configure)
+                .configure(http::configure)
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(ApiError::NotFound.body())
                 }))
@@ -157,7 +156,12 @@ impl Application {
         }
         let server = server.listen(listener).map_err(&listen_err)?.run();
 
-        spawn_retention(hub.clone());
+        actix_web::rt::spawn(retention::run(
+            hub.writer.clone(),
+            hub.config.retention,
+            hub.config.retention_sweep,
+            hub.shutdown.clone(),
+        ));
         Ok(Self {
             port: local.port(),
             server,
@@ -196,36 +200,6 @@ impl Application {
             Err(e) => Err(io::Error::other(e)),
         }
     }
-}
-
-fn spawn_retention(hub: Hub) {
-    let every = hub.config.retention_sweep;
-    actix_web::rt::spawn(async move {
-        let mut interval = actix_web::rt::time::interval(every);
-        loop {
-            interval.tick().await;
-            let (mut expired, mut pruned) = (0, 0);
-            // Step by step until a step finds less than a full step's work.
-            loop {
-                match hub.writer.apply_retention(hub.config.retention).await {
-                    Ok((e, p)) => {
-                        expired += e;
-                        pruned += p;
-                        if e < RETENTION_STEP && p < RETENTION_STEP {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "retention failed");
-                        break;
-                    }
-                }
-            }
-            if expired + pruned > 0 {
-                tracing::info!(expired, pruned, "retention applied");
-            }
-        }
-    });
 }
 
 /// One server per data directory: its delivery writer numbers rows and queue positions

@@ -17,7 +17,7 @@ use std::{
 };
 
 use crate::{
-    ids::WebhookId,
+    domain::ids::WebhookId,
     store::{IngestWebhook, Store},
 };
 
@@ -38,7 +38,7 @@ impl WebhookCache {
         &self,
         store: &Store,
         id: &WebhookId,
-    ) -> Result<Option<Arc<IngestWebhook>>, sqlx::Error> {
+    ) -> Result<Option<Arc<IngestWebhook>>, crate::store::StoreError> {
         if let Some(hit) = self.fresh(id) {
             return Ok(Some(hit));
         }

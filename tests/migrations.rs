@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use hookhub::{
-    ids::{AccountId, AgentId, DeliveryId, WebhookId},
+    domain::ids::{AccountId, AgentId, DeliveryId, WebhookId},
     store::Store,
 };
 use sqlx::{migrate::Migrator, sqlite::SqliteConnectOptions, ConnectOptions, Connection};

@@ -4,9 +4,8 @@
 mod common;
 
 use common::store::{new_delivery, seeded_store};
-use hookhub::store::deliveries::{self, RETENTION_STEP};
-use hookhub::store::DeliveryStatus;
-use sqlx::Connection;
+use hookhub::domain::DeliveryStatus;
+use hookhub::store::{BatchWriter, RETENTION_STEP};
 
 #[actix_web::test]
 async fn retention_proceeds_in_bounded_steps() {
@@ -15,8 +14,8 @@ async fn retention_proceeds_in_bounded_steps() {
     let old = 1_000; // ms since the epoch: long past any retention
     let acked = RETENTION_STEP as usize * 2 + 17;
     let unacked = RETENTION_STEP as usize + 3;
-    let mut conn = store.dedicated_connection().await.unwrap();
-    let mut tx = conn.begin().await.unwrap();
+    let mut conn = store.batch_writer().await.unwrap();
+    conn.begin(&[]).await.unwrap();
     for i in 0..acked + unacked {
         let d = new_delivery(agent, webhook, old);
         let status = if i < acked {
@@ -24,19 +23,19 @@ async fn retention_proceeds_in_bounded_steps() {
         } else {
             DeliveryStatus::Queued
         };
-        deliveries::insert(&mut tx, &d, status, Some(i as i64 + 1), None)
+        conn.insert(&d, status, Some(i as i64 + 1), None)
             .await
             .unwrap();
     }
-    tx.commit().await.unwrap();
+    conn.commit().await.unwrap();
 
     // The cutoff for expired rows is earlier still: only acked ones are pruned now.
     let now = 10_000_000;
     let mut steps = Vec::new();
     loop {
-        let mut tx = conn.begin().await.unwrap();
-        let (e, p) = deliveries::apply_retention(&mut tx, now, 0).await.unwrap();
-        tx.commit().await.unwrap();
+        conn.begin(&[]).await.unwrap();
+        let (e, p) = conn.apply_retention(now, 0).await.unwrap();
+        conn.commit().await.unwrap();
         steps.push((e, p));
         if e < RETENTION_STEP && p < RETENTION_STEP {
             break;

@@ -9,13 +9,12 @@ use common::{
     store::{new_delivery, seeded_store},
 };
 use hookhub::{
-    ids::{AgentId, DeliveryId},
-    store::{
-        deliveries::{self, BatchWrites, InsertRow, NewDelivery},
-        DeliveryStatus,
+    domain::{
+        ids::{AgentId, DeliveryId},
+        DeliveryStatus, NewDelivery,
     },
+    store::{BatchWriter, BatchWrites, InsertRow, SqliteBatch, StoreError},
 };
-use sqlx::SqliteConnection;
 
 #[actix_web::test]
 async fn a_burst_of_acks_is_committed_with_one_attempt_each() {
@@ -77,20 +76,20 @@ fn queued(rows: &[NewDelivery]) -> Vec<InsertRow<'_>> {
 
 /// One batch as the writer runs it: open the transaction, write, commit.
 async fn commit_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut SqliteBatch,
     rows: &[InsertRow<'_>],
     sent: &[(AgentId, DeliveryId)],
     acks: &[(AgentId, DeliveryId)],
     at: i64,
-) -> Result<HashMap<AgentId, u64>, sqlx::Error> {
-    deliveries::begin_batch(conn, &[]).await?;
+) -> Result<HashMap<AgentId, u64>, StoreError> {
+    conn.begin(&[]).await?;
     let writes = BatchWrites {
         rows,
         sent,
         acks,
         at,
     };
-    let acked = deliveries::write_batch(conn, &writes, true).await?;
+    let acked = conn.write(&writes, true).await?;
     // How many each agent's acks took; the bytes they freed are the writer's business.
     Ok(acked
         .into_iter()
@@ -102,7 +101,7 @@ async fn commit_batch(
 async fn a_batch_that_fails_keeps_nothing_and_the_next_one_commits() {
     let seeded = seeded_store(1).await;
     let (agent, webhook) = &seeded.agents[0];
-    let mut conn = seeded.store.dedicated_connection().await.unwrap();
+    let mut conn = seeded.store.batch_writer().await.unwrap();
 
     // 40 rows: the first 32 go in one round trip and succeed; the last repeats an id, so
     // the second round trip fails before its COMMIT.
@@ -113,7 +112,7 @@ async fn a_batch_that_fails_keeps_nothing_and_the_next_one_commits() {
         failed.is_err(),
         "a repeated delivery id must fail the batch"
     );
-    deliveries::rollback(&mut conn).await;
+    conn.rollback().await;
     assert_eq!(seeded.store.backlog_depth(agent).await.unwrap(), 0);
 
     let rows = [new_delivery(agent, webhook, 2)];
@@ -127,7 +126,7 @@ async fn a_batch_that_fails_keeps_nothing_and_the_next_one_commits() {
 async fn one_batch_acks_for_several_agents_each_only_its_own() {
     let seeded = seeded_store(2).await;
     let ((a, wa), (b, wb)) = (&seeded.agents[0], &seeded.agents[1]);
-    let mut conn = seeded.store.dedicated_connection().await.unwrap();
+    let mut conn = seeded.store.batch_writer().await.unwrap();
     let rows = [
         new_delivery(a, wa, 1),
         new_delivery(a, wa, 1),

@@ -11,7 +11,7 @@ use super::{
     any_matches, check_tolerance, envelope::Envelope, header, parse_timestamp, required_header,
     Inspection, Keys, Verdict,
 };
-use crate::crypto::SIGNING_SECRET_PREFIX;
+use crate::crypto::standard_webhooks_key;
 
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
@@ -30,13 +30,6 @@ pub fn inspect(headers: &HeaderMap, body: &[u8], keys: &Keys, now_ms: i64) -> In
             .map(str::to_owned),
         challenge: None,
     }
-}
-
-/// The HMAC key of a `whsec_…` secret: the bytes its base64 stands for.
-fn key_bytes(secret: &str) -> Option<Vec<u8>> {
-    STANDARD
-        .decode(secret.strip_prefix(SIGNING_SECRET_PREFIX).unwrap_or(secret))
-        .ok()
 }
 
 pub fn verify(headers: &HeaderMap, body: &[u8], keys: &Keys, now_ms: i64) -> Result<(), String> {
@@ -62,7 +55,7 @@ pub fn verify(headers: &HeaderMap, body: &[u8], keys: &Keys, now_ms: i64) -> Res
     check_tolerance(ts, now_ms, TOLERANCE_SECS)?;
     let secrets: Vec<Vec<u8>> = keys
         .signing_at(now_ms)
-        .filter_map(|s| key_bytes(s.expose()))
+        .filter_map(|s| standard_webhooks_key(s.expose()))
         .collect();
     if any_matches(
         secrets.iter().map(Vec::as_slice),
@@ -111,7 +104,7 @@ mod tests {
         assert_eq!(i.event, None);
         // Our own outbound signer agrees with the vector too.
         assert_eq!(
-            crate::providers::signing::standard_webhooks_signature(SECRET, ID, 1_614_265_330, BODY)
+            crate::socket::signer::standard_webhooks_signature(SECRET, ID, 1_614_265_330, BODY)
                 .as_deref(),
             Some(SIGNATURE)
         );
@@ -227,9 +220,9 @@ mod proptests {
     use proptest::{prelude::*, sample::Index};
 
     use super::*;
-    use crate::providers::{
-        signing::standard_webhooks_signature,
-        test_support::{arb, headers, keys},
+    use crate::{
+        providers::test_support::{arb, headers, keys},
+        socket::signer::standard_webhooks_signature,
     };
 
     /// One space-separated entry of `webhook-signature`, well-formed or not.

@@ -7,66 +7,20 @@
 //! delivery id. Verification only reads; what to do with the verdict is ingest's business.
 //! [`signing`] is the other direction: signing what the hub hands to an agent.
 
-use std::fmt;
-
 use actix_web::http::header::HeaderMap;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::{
-    crypto::{ct_eq, CryptoError, MasterKey, Secret},
-    ids::WebhookId,
-    service::webhooks::{provider_aad, signing_aad},
-    store::SealedSecrets,
+    crypto::{ct_eq, Keys},
+    domain::Provider,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// Standard Webhooks.
-    Generic,
-    Github,
-    Stripe,
-    Slack,
-}
-
-impl Provider {
-    pub const ALL: [Provider; 4] = [Self::Generic, Self::Github, Self::Stripe, Self::Slack];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Generic => "generic",
-            Self::Github => "github",
-            Self::Stripe => "stripe",
-            Self::Slack => "slack",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// Stripe and Slack sign with a secret they issue, which the owner sets on the webhook.
-    pub fn uses_provider_secret(self) -> bool {
-        matches!(self, Self::Stripe | Self::Slack)
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 pub mod envelope;
 pub mod generic;
 pub mod github;
-pub mod signing;
 pub mod slack;
 pub mod stripe;
-
-pub use signing::Signer;
 
 /// What a provider's scheme says of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,55 +32,6 @@ pub enum Verdict {
     Rejected(String),
     /// The scheme needs a secret the owner has not set yet (Stripe's or Slack's).
     Unverifiable,
-}
-
-/// A webhook's secrets, opened, as verification needs them.
-pub struct Keys {
-    /// The current signing secret, `whsec_…`.
-    pub signing: Secret,
-    /// The signing secret replaced by the last rotation, and the time (ms) until which it
-    /// still verifies, so that nothing signed during the change-over is lost.
-    pub previous: Option<(Secret, i64)>,
-    /// The secret Stripe or Slack issued, once the owner has set it.
-    pub provider: Option<Secret>,
-}
-
-impl Keys {
-    /// Opens what can verify at `now_ms`: a previous secret past its overlap is not opened.
-    pub fn open(
-        key: &MasterKey,
-        id: &WebhookId,
-        sealed: &SealedSecrets,
-        now_ms: i64,
-    ) -> Result<Self, CryptoError> {
-        let signing_aad = signing_aad(id);
-        let previous = match (&sealed.previous, sealed.previous_until) {
-            (Some(previous), Some(until)) if now_ms < until => {
-                Some((key.open(previous, &signing_aad)?, until))
-            }
-            _ => None,
-        };
-        let provider = match &sealed.provider {
-            Some(p) => Some(key.open(p, &provider_aad(id))?),
-            None => None,
-        };
-        Ok(Self {
-            signing: key.open(&sealed.signing, &signing_aad)?,
-            previous,
-            provider,
-        })
-    }
-
-    /// The signing secrets that verify at `now_ms`: the current one, and the previous one
-    /// while its overlap lasts (and not a millisecond after).
-    pub fn signing_at(&self, now_ms: i64) -> impl Iterator<Item = &Secret> {
-        let previous = self
-            .previous
-            .as_ref()
-            .filter(|(_, until)| now_ms < *until)
-            .map(|(secret, _)| secret);
-        std::iter::once(&self.signing).chain(previous)
-    }
 }
 
 /// What ingest learns about a request from its provider's scheme.

@@ -4,8 +4,8 @@ use super::views::CreatedAccount;
 use crate::{
     clock,
     crypto::{self, OWNER_TOKEN_PREFIX},
+    domain::ids::AccountId,
     error::ApiError,
-    ids::AccountId,
     store::Store,
 };
 

@@ -6,12 +6,12 @@ use super::{
     Hub,
 };
 use crate::{
-    actors::messages::ConnectedAgents,
-    auth::Caller,
     clock,
     crypto::{self, AGENT_TOKEN_PREFIX},
+    domain::ids::{AccountId, AgentId},
     error::ApiError,
-    ids::{AccountId, AgentId},
+    pipeline::registry::ConnectedAgents,
+    service::Caller,
     store::Store,
 };
 

@@ -4,44 +4,43 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod ingest;
 pub mod input;
 pub mod tools;
 pub mod views;
 pub mod webhooks;
 
-use std::sync::Arc;
-
-use actix::Addr;
-use tokio_util::sync::CancellationToken;
-
 use crate::{
-    actors::Registry, admission::BodySlots, auth::Caller, config::Config, crypto::MasterKey,
-    error::ApiError, ids::AgentId, metrics::Metrics, ratelimit::RateLimiter, store::OwnedAgent,
-    store::Store, webhook_cache::WebhookCache, writer::DeliveryWriter,
+    domain::ids::{AccountId, AgentId},
+    error::ApiError,
+    state::Hub,
+    store::OwnedAgent,
 };
 
-/// Everything a request or a session needs, shared by all of them.
-#[derive(Clone)]
-pub struct Hub {
-    pub store: Store,
-    pub writer: DeliveryWriter,
-    pub registry: Addr<Registry>,
-    pub key: MasterKey,
-    pub config: Arc<Config>,
-    /// Base of every webhook `url`, without a trailing slash.
-    pub public_url: Arc<str>,
-    /// Cancelled when the hub starts shutting down, so that long-lived responses (the
-    /// dashboard's live activity streams) end at once instead of holding up the drain.
-    pub shutdown: CancellationToken,
-    /// This hub's counters and histograms (`/metrics`).
-    pub metrics: Arc<Metrics>,
-    /// Active webhooks as ingest sees them; invalidated by every change to one.
-    pub webhooks: Arc<WebhookCache>,
-    /// How many rejected requests per webhook are recorded: past this rate they are
-    /// refused all the same, and only counted.
-    pub rejections: Arc<RateLimiter>,
-    /// Request bodies being read, per peer address.
-    pub body_slots: Arc<BodySlots>,
+/// Who is calling, once authenticated (by `crate::http::auth`, or by the socket the agent
+/// opened with its token).
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// The dashboard path: `createdBy: "user"`.
+    Owner(AccountId),
+    /// The self-service path: `createdBy: "agent"`.
+    Agent(OwnedAgent),
+}
+
+impl Caller {
+    pub fn account_id(&self) -> &AccountId {
+        match self {
+            Caller::Owner(a) => a,
+            Caller::Agent(agent) => agent.account_id(),
+        }
+    }
+
+    pub fn created_by(&self) -> &'static str {
+        match self {
+            Caller::Owner(_) => "user",
+            Caller::Agent(_) => "agent",
+        }
+    }
 }
 
 /// The agent named by a path (`me` for an agent caller), if the caller owns it. Anything

@@ -1,6 +1,5 @@
 //! The JSON shapes the API answers with, as the spec names them.
 
-use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -180,12 +179,4 @@ pub struct DeliveryDetail {
     /// `body` is only the start of what was received (`sizeBytes` long).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub body_truncated: bool,
-}
-
-/// A body as text when it is UTF-8, else base64: `(body, bodyEncoding)`.
-pub fn encode_body(body: &[u8]) -> (std::borrow::Cow<'_, str>, &'static str) {
-    match std::str::from_utf8(body) {
-        Ok(s) => (s.into(), "utf8"),
-        Err(_) => (STANDARD.encode(body).into(), "base64"),
-    }
 }

@@ -11,30 +11,20 @@ use super::{
     Hub,
 };
 use crate::{
-    auth::Caller,
     clock, crypto,
+    domain::{
+        self,
+        ids::{DeliveryId, WebhookId},
+        DeliveryStatus, Provider, RequeueOutcome,
+    },
     error::ApiError,
-    ids::{DeliveryId, WebhookId},
-    providers::Provider,
-    store::DeliveryStatus,
-    writer::RequeueOutcome,
+    service::Caller,
 };
 
-pub const MAX_NAME: usize = 200;
 /// Provider secrets are short strings (`whsec_…`, Slack's hex); this is generous.
 pub const MAX_PROVIDER_SECRET: usize = 1024;
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 500;
-
-/// Associated data for sealing a webhook's signing secret (current and previous).
-pub fn signing_aad(id: &WebhookId) -> String {
-    format!("{id}/signing")
-}
-
-/// Associated data for sealing a webhook's provider-issued secret.
-pub fn provider_aad(id: &WebhookId) -> String {
-    format!("{id}/provider")
-}
 
 fn parse_webhook_id(s: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(s).ok_or(ApiError::NotFound)
@@ -47,7 +37,7 @@ pub async fn create(
     body: &Object,
 ) -> Result<CreatedWebhook, ApiError> {
     let owner = resolve_agent(hub, caller, agent_ref).await?;
-    let name = input::required_str(body, "name", MAX_NAME)?;
+    let name = input::required_str(body, "name", domain::MAX_NAME)?;
     let provider = match input::optional_str(body, "provider", 32)? {
         None => Provider::Generic,
         Some(p) => Provider::parse(&p).ok_or_else(|| {
@@ -59,7 +49,7 @@ pub async fn create(
     };
     let id = WebhookId::generate();
     let secret = crypto::new_signing_secret()?;
-    let sealed = hub.key.seal(secret.expose(), &signing_aad(&id))?;
+    let sealed = hub.key.seal(secret.expose(), &crypto::signing_aad(&id))?;
     let w = hub
         .store
         .insert_webhook(
@@ -122,7 +112,7 @@ pub async fn rotate(
     let owner = resolve_agent(hub, caller, agent_ref).await?;
     let id = parse_webhook_id(webhook_ref)?;
     let secret = crypto::new_signing_secret()?;
-    let sealed = hub.key.seal(secret.expose(), &signing_aad(&id))?;
+    let sealed = hub.key.seal(secret.expose(), &crypto::signing_aad(&id))?;
     let now = clock::now_ms();
     let overlap_ms = i64::try_from(hub.config.rotation_overlap.as_millis()).unwrap_or(i64::MAX);
     let found = hub
@@ -164,7 +154,7 @@ pub async fn set_provider_secret(
             ),
         ));
     }
-    let sealed = hub.key.seal(&secret, &provider_aad(&id))?;
+    let sealed = hub.key.seal(&secret, &crypto::provider_aad(&id))?;
     if !hub
         .store
         .set_provider_secret(&owner, &id, &sealed, clock::now_ms())
@@ -201,7 +191,7 @@ pub async fn deactivate(
 }
 
 /// Query of the activity list: `limit`, `before` (a cursor), `status` (a filter).
-#[derive(Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivityQuery {
     pub limit: Option<String>,
     pub before: Option<String>,
@@ -282,7 +272,7 @@ pub async fn get_delivery(
         .ok_or(ApiError::NotFound)?;
     let headers = serde_json::value::RawValue::from_string(headers).map_err(ApiError::internal)?;
     let body_truncated = (body.len() as i64) < record.size_bytes;
-    let (body, body_encoding) = super::views::encode_body(&body);
+    let (body, body_encoding) = crate::protocol::encode_body(&body);
     Ok(DeliveryDetail {
         record: DeliveryView::new(&record),
         headers,

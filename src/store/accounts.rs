@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::Store;
-use crate::ids::AccountId;
+use super::{Store, StoreError};
+use crate::domain::ids::AccountId;
 
 #[derive(Clone, Debug)]
 pub struct Account {
@@ -20,7 +20,7 @@ impl Store {
         name: &str,
         token_hash: &[u8],
         now: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO accounts (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)")
             .bind(id.as_str())
             .bind(name)
@@ -31,7 +31,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn account_by_token_hash(&self, hash: &[u8]) -> Result<Option<Account>, sqlx::Error> {
+    pub async fn account_by_token_hash(&self, hash: &[u8]) -> Result<Option<Account>, StoreError> {
         let row = sqlx::query(
             "SELECT id, name, token_hash, created_at FROM accounts WHERE token_hash = ?",
         )
@@ -46,7 +46,7 @@ impl Store {
         }))
     }
 
-    pub async fn account_exists(&self, id: &AccountId) -> Result<bool, sqlx::Error> {
+    pub async fn account_exists(&self, id: &AccountId) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM accounts WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -54,9 +54,9 @@ impl Store {
         Ok(row.is_some())
     }
 
-    pub async fn count_accounts(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT count(*) FROM accounts")
+    pub async fn count_accounts(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM accounts")
             .fetch_one(&self.pool)
-            .await
+            .await?)
     }
 }

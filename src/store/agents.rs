@@ -2,8 +2,8 @@
 
 use sqlx::{sqlite::SqliteRow, Row};
 
-use super::Store;
-use crate::ids::{AccountId, AgentId};
+use super::{Store, StoreError};
+use crate::domain::ids::{AccountId, AgentId};
 
 #[derive(Clone, Debug)]
 pub struct Agent {
@@ -55,7 +55,7 @@ impl Store {
         name: &str,
         token_hash: &[u8],
         now: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO agents (id, account_id, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -69,7 +69,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn list_agents(&self, account_id: &AccountId) -> Result<Vec<Agent>, sqlx::Error> {
+    pub async fn list_agents(&self, account_id: &AccountId) -> Result<Vec<Agent>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {AGENT_COLUMNS} FROM agents WHERE account_id = ? ORDER BY created_at, id"
         ))
@@ -83,7 +83,7 @@ impl Store {
     pub async fn agent_by_token_hash(
         &self,
         hash: &[u8],
-    ) -> Result<Option<(Agent, OwnedAgent)>, sqlx::Error> {
+    ) -> Result<Option<(Agent, OwnedAgent)>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {AGENT_COLUMNS} FROM agents WHERE token_hash = ?"
         ))
@@ -105,7 +105,7 @@ impl Store {
         &self,
         account_id: &AccountId,
         agent_id: &AgentId,
-    ) -> Result<Option<OwnedAgent>, sqlx::Error> {
+    ) -> Result<Option<OwnedAgent>, StoreError> {
         let row = sqlx::query("SELECT id, account_id FROM agents WHERE id = ? AND account_id = ?")
             .bind(agent_id.as_str())
             .bind(account_id.as_str())
@@ -117,7 +117,7 @@ impl Store {
         }))
     }
 
-    pub async fn touch_agent(&self, agent_id: &AgentId, now: i64) -> Result<(), sqlx::Error> {
+    pub async fn touch_agent(&self, agent_id: &AgentId, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_seen_at = ? WHERE id = ?")
             .bind(now)
             .bind(agent_id.as_str())

@@ -1,42 +1,171 @@
 //! Storage: the only module that speaks SQL.
 //!
+//! What the rest of the hub uses is backend-neutral: [`Store`]'s methods take and return
+//! domain types and [`StoreError`], and the delivery writer commits through the
+//! [`BatchWriter`] interface, which a second backend implements beside SQLite's
+//! ([`batch::SqliteBatch`]). No SQLite type crosses this module's boundary.
+//!
 //! SQLite in WAL mode with `synchronous=FULL`: a commit is on disk before it returns, so a
 //! delivery answered 2xx survives `kill -9` and power loss. Reads and management writes use
 //! the pool; inserts into `deliveries` (and acks, sends, requeues and retention) go through
-//! the single [`crate::writer::DeliveryWriter`], which commits them in groups.
+//! the single [`crate::pipeline::writer::DeliveryWriter`], which commits them in groups.
 //!
 //! Every query that reads or changes a webhook or a delivery takes an [`agents::OwnedAgent`],
 //! which only an ownership-checking query can produce, so a forgotten check does not compile.
 
 pub mod accounts;
+pub mod activity;
 pub mod agents;
-pub mod deliveries;
+pub mod batch;
+pub mod queue;
+pub mod retention;
 pub mod sessions;
 pub mod webhooks;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    collections::HashMap, future::Future, path::Path, str::FromStr, sync::Arc, time::Duration,
+};
 
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     ConnectOptions, Connection, SqliteConnection, SqlitePool,
 };
 
-use crate::datadir;
+use tokio::sync::mpsc;
+
+use crate::{
+    datadir,
+    domain::{
+        ids::{AgentId, DeliveryId, WebhookId},
+        DeliveryStatus, Provider,
+    },
+};
 
 pub use accounts::Account;
+pub use activity::ActivityRecord;
 pub use agents::{Agent, OwnedAgent};
-pub use deliveries::{ActivityRecord, DeliveryStatus, PendingDelivery};
+pub use batch::{BatchWrites, InsertRow, Requeued, SqliteBatch};
+pub use queue::PendingPage;
+pub use retention::RETENTION_STEP;
 pub use sessions::DashboardSession;
-pub use webhooks::{IngestWebhook, SealedSecrets, Webhook};
+pub use webhooks::{IngestWebhook, Webhook};
 
 const DB_FILE: &str = "hookhub.db";
 /// What SQLite adds to the database file's name for its WAL and its shared memory.
 const DB_SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
 
-/// More than a small delivery writes (its row, its payload, an entry in each index: a few
-/// pages). A probe that fit where no delivery does would call healthy a hub that refuses
-/// every delivery.
-const PROBE_BYTES: i64 = 64 * 1024;
+/// A storage operation that failed. Its text is the backend's own and may name data: it
+/// goes to the log; [`StoreError::public_reason`] is what anyone may see.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the data directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// A value could not be encoded for a statement: nothing was written with a stand-in.
+    #[error("encoding {what} for the database: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    /// A row holds what no version of the hub writes (a status or a provider unknown).
+    #[error("a stored row is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Why a write failed, in words anyone may see (`/healthz`): SQLite's own message for
+    /// its errors, which names no data, with its code, which tells more than the message
+    /// ("disk I/O error" is 778, a write that failed); only the kind of an I/O error, whose
+    /// text may name a path; and nothing of the rest.
+    pub fn public_reason(&self) -> Arc<str> {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => match db.code() {
+                Some(code) => Arc::from(format!("{} (SQLite code {code})", db.message())),
+                None => Arc::from(db.message()),
+            },
+            Self::Database(sqlx::Error::Io(io)) | Self::Io(io) => Arc::from(io.kind().to_string()),
+            _ => Arc::from("the database could not be written"),
+        }
+    }
+}
+
+/// Everything the delivery writer does to storage, on a connection of its own that it
+/// alone uses: each batch is [`begin`](BatchWriter::begin), any of the other operations,
+/// then [`write`](BatchWriter::write) with `commit` (or [`commit`](BatchWriter::commit)),
+/// and [`rollback`](BatchWriter::rollback) on any error. The writer decides dedupe and
+/// the backlog cap from what these return; a backend only has to apply them atomically.
+pub trait BatchWriter: Send + 'static {
+    /// The highest row number and queue position in use: the writer numbers after them.
+    fn max_seqs(&mut self) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
+
+    /// Opens the batch's transaction and finds, for each `(webhook id, provider delivery
+    /// id)`, the delivery that first carried it on that webhook.
+    fn begin(
+        &mut self,
+        dedupe_keys: &[(&str, &str)],
+    ) -> impl Future<Output = Result<HashMap<(WebhookId, String), DeliveryId>, StoreError>> + Send;
+
+    /// How many deliveries `agent` has pending (queued or sent), and their bodies' bytes.
+    fn count_pending(
+        &mut self,
+        agent: &AgentId,
+    ) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
+
+    /// Inserts rows, marks sends and applies acks; with `commit`, ends the transaction.
+    /// How many deliveries each agent's acks moved to `acked`, and their bytes.
+    fn write(
+        &mut self,
+        writes: &BatchWrites<'_>,
+        commit: bool,
+    ) -> impl Future<Output = Result<HashMap<AgentId, (u64, i64)>, StoreError>> + Send;
+
+    /// Deletes all but the newest `keep` rejected requests of a webhook.
+    fn prune_rejected(
+        &mut self,
+        webhook_id: &WebhookId,
+        keep: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Puts a delivery back at the end of its agent's queue, at `queue_seq`.
+    fn requeue(
+        &mut self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        id: &DeliveryId,
+        queue_seq: i64,
+        room: bool,
+    ) -> impl Future<Output = Result<Requeued, StoreError>> + Send;
+
+    /// One step of retention: (expired, pruned).
+    fn apply_retention(
+        &mut self,
+        cutoff: i64,
+        expired_cutoff: i64,
+    ) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+
+    /// A small write of filler, for a writer whose commits have been failing to find out
+    /// whether writing works again.
+    fn probe(&mut self, at: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends the transaction, keeping nothing; harmless when none is open.
+    fn rollback(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// A provider read from a row; the column's CHECK constraint admits no other.
+fn stored_provider(name: &str) -> Result<Provider, StoreError> {
+    Provider::parse(name).ok_or_else(|| StoreError::Corrupt(format!("unknown provider {name:?}")))
+}
+
+/// A delivery status read from a row; the column's CHECK constraint admits no other.
+fn stored_status(name: &str) -> Result<DeliveryStatus, StoreError> {
+    DeliveryStatus::parse(name)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery status {name:?}")))
+}
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -46,7 +175,7 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and applies migrations.
-    pub async fn open(data_dir: &Path) -> Result<Self, sqlx::Error> {
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         datadir::create_private_dir(data_dir)?;
         let db = data_dir.join(DB_FILE);
         // SQLite gives the WAL and shared memory files it creates the database file's
@@ -79,45 +208,84 @@ impl Store {
         Ok(Self { pool, options })
     }
 
-    /// A connection of its own, outside the pool, for the delivery writer. Its statement
-    /// cache holds every shape of batch statement (`deliveries::write_batch`) at once.
-    pub async fn dedicated_connection(&self) -> Result<SqliteConnection, sqlx::Error> {
-        SqliteConnection::connect_with(&self.options.clone().statement_cache_capacity(256)).await
+    /// The delivery writer's connection, outside the pool. Its statement cache holds every
+    /// shape of batch statement ([`batch`]) at once.
+    pub async fn batch_writer(&self) -> Result<SqliteBatch, StoreError> {
+        Ok(SqliteBatch::new(self.dedicated_connection(256).await?))
     }
 
-    /// Copies committed pages from the WAL into the database file, as far as it can
-    /// without waiting for anyone: writers go on appending meanwhile. With
-    /// `synchronous=FULL` the copied pages are synced before the WAL may be reused, so this
-    /// changes where data lives, never whether it is durable. Returns the WAL's frames and
-    /// how many of them are now in the database file.
-    pub async fn checkpoint(conn: &mut SqliteConnection) -> Result<(i64, i64), sqlx::Error> {
-        let (_busy, wal_frames, copied): (i64, i64, i64) =
-            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(conn)
-                .await?;
-        Ok((wal_frames, copied))
+    async fn dedicated_connection(
+        &self,
+        statements: usize,
+    ) -> Result<SqliteConnection, StoreError> {
+        let options = self.options.clone().statement_cache_capacity(statements);
+        Ok(SqliteConnection::connect_with(&options).await?)
     }
 
-    /// A small write for the delivery writer to try when its commits have been failing,
-    /// on its connection, inside its transaction. It rewrites the one row of
-    /// `writer_probe` with [`PROBE_BYTES`] of filler.
-    pub async fn probe(conn: &mut SqliteConnection, at: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO writer_probe (id, at, filler) VALUES (1, ?, zeroblob(?))
-             ON CONFLICT (id) DO UPDATE SET at = excluded.at, filler = excluded.filler",
-        )
-        .bind(at)
-        .bind(PROBE_BYTES)
-        .execute(conn)
-        .await
-        .map(drop)
+    /// Starts the backend's housekeeping beside the writer, woken by each commit (a send
+    /// on the returned channel) and ended when the channel closes. For SQLite: copying
+    /// committed pages from the WAL into the database file, as far as it can without
+    /// waiting for anyone, while writers go on appending. Left to the writer, that copy
+    /// (tens of MiB every couple of seconds at full load) happened inside a commit and held
+    /// up every delivery waiting behind it. With `synchronous=FULL` the copied pages are
+    /// synced before the WAL may be reused, so this changes where data lives, never
+    /// whether it is durable.
+    pub async fn start_housekeeping(&self) -> Result<mpsc::Sender<()>, StoreError> {
+        let conn = self.dedicated_connection(4).await?;
+        let (committed, commits) = mpsc::channel(1);
+        tokio::spawn(checkpoints(conn, commits));
+        Ok(committed)
     }
 
+    /// The pool itself, for tests that inspect the database directly; nothing in the hub
+    /// goes around the methods above.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// How long the checkpointer lets commits gather before it copies them: at most ten
+/// checkpoints a second, none while nothing is written.
+const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
+
+/// Checkpoints the WAL a little after commits, until the writer stops. A failure is
+/// logged and retried after the next commit: the WAL only grows meanwhile, and the
+/// writer's own checkpoint (`wal_autocheckpoint`) still bounds it.
+async fn checkpoints(mut conn: SqliteConnection, mut commits: mpsc::Receiver<()>) {
+    while commits.recv().await.is_some() {
+        tokio::time::sleep(CHECKPOINT_AFTER).await;
+        let checkpoint: Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut conn)
+                .await;
+        match checkpoint {
+            Ok((_busy, wal_frames, copied)) => {
+                tracing::debug!(wal_frames, copied, "WAL checkpoint")
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_or_provider_no_hub_writes_is_an_error_not_a_default() {
+        assert_eq!(stored_status("acked").unwrap(), DeliveryStatus::Acked);
+        assert!(matches!(
+            stored_status("Queued"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(stored_provider("github").unwrap(), Provider::Github);
+        assert!(matches!(
+            stored_provider("gitlab"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -1,11 +1,11 @@
 //! Dashboard sessions: an owner signed in from a browser. Rows are found by the hash of
 //! the cookie's session id; an expired row is as good as absent and is swept on sign-in.
-//! No CSRF token is stored: it is derived from the session id (see [`crate::auth`]).
+//! No CSRF token is stored: it is derived from the session id (see [`crate::http::auth`]).
 
 use sqlx::Row;
 
-use super::Store;
-use crate::ids::AccountId;
+use super::{Store, StoreError};
+use crate::domain::ids::AccountId;
 
 #[derive(Clone, Debug)]
 pub struct DashboardSession {
@@ -22,7 +22,7 @@ impl Store {
         account_id: &AccountId,
         now: i64,
         expires_at: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO dashboard_sessions (id_hash, account_id, created_at, expires_at)
              VALUES (?, ?, ?, ?)",
@@ -41,7 +41,7 @@ impl Store {
         &self,
         id_hash: &[u8],
         now: i64,
-    ) -> Result<Option<DashboardSession>, sqlx::Error> {
+    ) -> Result<Option<DashboardSession>, StoreError> {
         let row = sqlx::query(
             "SELECT s.id_hash, s.account_id, a.name, s.expires_at
              FROM dashboard_sessions s JOIN accounts a ON a.id = s.account_id
@@ -59,7 +59,7 @@ impl Store {
         }))
     }
 
-    pub async fn delete_dashboard_session(&self, id_hash: &[u8]) -> Result<(), sqlx::Error> {
+    pub async fn delete_dashboard_session(&self, id_hash: &[u8]) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = ?")
             .bind(id_hash)
             .execute(&self.pool)
@@ -67,7 +67,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_expired_dashboard_sessions(&self, now: i64) -> Result<u64, sqlx::Error> {
+    pub async fn delete_expired_dashboard_sessions(&self, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= ?")
             .bind(now)
             .execute(&self.pool)

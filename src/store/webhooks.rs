@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use sqlx::{sqlite::SqliteRow, Row};
 
-use super::{OwnedAgent, Store};
-use crate::{
+use super::{OwnedAgent, Store, StoreError};
+use crate::domain::{
     ids::{AgentId, WebhookId},
-    providers::Provider,
+    Provider, SealedSecrets,
 };
 
 #[derive(Clone, Debug)]
@@ -24,15 +24,6 @@ pub struct Webhook {
     pub updated_at: i64,
 }
 
-/// A webhook's secrets as stored: sealed, to be opened with the master key.
-#[derive(Clone, Debug)]
-pub struct SealedSecrets {
-    pub signing: Vec<u8>,
-    pub previous: Option<Vec<u8>>,
-    pub previous_until: Option<i64>,
-    pub provider: Option<Vec<u8>>,
-}
-
 /// What ingest needs to know about an active webhook.
 #[derive(Clone, Debug)]
 pub struct IngestWebhook {
@@ -46,20 +37,19 @@ const WEBHOOK_COLUMNS: &str =
     "id, agent_id, name, provider, active, created_by, created_at, updated_at,
     provider_secret IS NOT NULL AS provider_secret_set";
 
-fn webhook_from_row(r: &SqliteRow) -> Webhook {
+fn webhook_from_row(r: &SqliteRow) -> Result<Webhook, StoreError> {
     let provider: String = r.get("provider");
-    Webhook {
+    Ok(Webhook {
         id: WebhookId::from_trusted(r.get("id")),
         agent_id: AgentId::from_trusted(r.get("agent_id")),
         name: r.get("name"),
-        // The column has a CHECK constraint; generic is the only safe reading otherwise.
-        provider: Provider::parse(&provider).unwrap_or(Provider::Generic),
+        provider: super::stored_provider(&provider)?,
         active: r.get::<i64, _>("active") != 0,
         created_by: r.get("created_by"),
         provider_secret_set: r.get::<i64, _>("provider_secret_set") != 0,
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
-    }
+    })
 }
 
 impl Store {
@@ -73,7 +63,7 @@ impl Store {
         created_by: &str,
         sealed_signing_secret: &[u8],
         now: i64,
-    ) -> Result<Webhook, sqlx::Error> {
+    ) -> Result<Webhook, StoreError> {
         let row = sqlx::query(&format!(
             "INSERT INTO webhooks (id, agent_id, name, provider, active, created_by, signing_secret, created_at, updated_at)
              VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING {WEBHOOK_COLUMNS}"
@@ -88,24 +78,24 @@ impl Store {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        Ok(webhook_from_row(&row))
+        webhook_from_row(&row)
     }
 
-    pub async fn list_webhooks(&self, owner: &OwnedAgent) -> Result<Vec<Webhook>, sqlx::Error> {
+    pub async fn list_webhooks(&self, owner: &OwnedAgent) -> Result<Vec<Webhook>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE agent_id = ? ORDER BY created_at, id"
         ))
         .bind(owner.id().as_str())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(webhook_from_row).collect())
+        rows.iter().map(webhook_from_row).collect()
     }
 
     pub async fn get_webhook(
         &self,
         owner: &OwnedAgent,
         id: &WebhookId,
-    ) -> Result<Option<Webhook>, sqlx::Error> {
+    ) -> Result<Option<Webhook>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ? AND agent_id = ?"
         ))
@@ -113,7 +103,7 @@ impl Store {
         .bind(owner.id().as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(webhook_from_row))
+        row.as_ref().map(webhook_from_row).transpose()
     }
 
     /// Moves the current signing secret to `previous` (verifying until `previous_until`)
@@ -125,7 +115,7 @@ impl Store {
         sealed_new_secret: &[u8],
         previous_until: i64,
         now: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE webhooks SET previous_secret = signing_secret, previous_secret_until = ?,
                  signing_secret = ?, updated_at = ?
@@ -147,7 +137,7 @@ impl Store {
         id: &WebhookId,
         sealed_secret: &[u8],
         now: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE webhooks SET provider_secret = ?, updated_at = ? WHERE id = ? AND agent_id = ?",
         )
@@ -166,7 +156,7 @@ impl Store {
         owner: &OwnedAgent,
         id: &WebhookId,
         now: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE webhooks SET active = 0, updated_at = CASE WHEN active = 1 THEN ? ELSE updated_at END
              WHERE id = ? AND agent_id = ?",
@@ -183,7 +173,7 @@ impl Store {
     pub async fn active_webhook_for_ingest(
         &self,
         id: &WebhookId,
-    ) -> Result<Option<IngestWebhook>, sqlx::Error> {
+    ) -> Result<Option<IngestWebhook>, StoreError> {
         let row = sqlx::query(
             "SELECT id, agent_id, provider, signing_secret, previous_secret, previous_secret_until, provider_secret
              FROM webhooks WHERE id = ? AND active = 1",
@@ -191,19 +181,20 @@ impl Store {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| {
+        row.map(|r| {
             let provider: String = r.get("provider");
-            IngestWebhook {
+            Ok(IngestWebhook {
                 id: WebhookId::from_trusted(r.get("id")),
                 agent_id: AgentId::from_trusted(r.get("agent_id")),
-                provider: Provider::parse(&provider).unwrap_or(Provider::Generic),
+                provider: super::stored_provider(&provider)?,
                 secrets: Arc::new(SealedSecrets {
                     signing: r.get("signing_secret"),
                     previous: r.get("previous_secret"),
                     previous_until: r.get("previous_secret_until"),
                     provider: r.get("provider_secret"),
                 }),
-            }
-        }))
+            })
+        })
+        .transpose()
     }
 }

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hookhub::{
-    ids::{AccountId, AgentId, DeliveryId, WebhookId},
-    providers::Provider,
-    store::{deliveries::NewDelivery, SealedSecrets, Store},
+    domain::{
+        ids::{AccountId, AgentId, DeliveryId, WebhookId},
+        NewDelivery, Provider, SealedSecrets,
+    },
+    store::Store,
 };
 use tempfile::TempDir;
 

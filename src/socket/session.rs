@@ -1,19 +1,15 @@
 //! `AgentSession`: one actor per connected agent socket.
 //!
-//! It owns the agent's window of unacked deliveries and sends in queue order. The store is
-//! the queue of record: the session reads the backlog from it page by page, and takes live
-//! deliveries from the registry only while it knows it has everything before them (it is
-//! "in sync"). When it cannot be sure — a push was dropped, its buffer was full, it just
-//! connected — it reads from the store again, from the last position it has. So the seam
-//! between backlog and live has no gap, no duplicate and no reordering, and a slow agent
-//! holds at most two windows of deliveries in memory.
+//! It sends the agent's deliveries in queue order within its [`Window`], which decides
+//! what to read from the store, what to take from the registry's pushes and what to send
+//! or send again; the actor does the I/O those decisions call for: the store's reads, the
+//! socket's frames, the writer's sends and acks, and the agent's tool calls.
 //!
 //! The socket itself is written by one task fed through a bounded channel, so frames leave
 //! in the order the actor produced them and a stuck peer cannot grow memory: an agent
 //! that stops reading until that channel is full is dropped.
 
 use std::{
-    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicI64, Ordering},
         Arc,
@@ -26,16 +22,20 @@ use actix_http::ws::{CloseCode, CloseReason, Message as WsMessage};
 use tokio::sync::mpsc;
 
 use super::{
-    messages::{Close, Push, Register, Unregister},
+    signer::Signer,
+    window::{Page, Send, Window},
     wire::{FrameReader, Outbound, Violation},
 };
 use crate::{
     clock,
-    ids::{AgentId, DeliveryId},
+    domain::{
+        ids::{AgentId, DeliveryId},
+        PendingDelivery,
+    },
+    pipeline::registry::{Close, Push, Register, Unregister},
     protocol::{self, Inbound},
-    providers::Signer,
-    service::Hub,
-    store::{OwnedAgent, PendingDelivery},
+    state::Hub,
+    store::OwnedAgent,
 };
 
 /// The shortest wait between two ticks.
@@ -61,42 +61,20 @@ pub struct CallResult(pub String);
 /// so an agent that pipelines calls cannot grow the hub's memory without bound.
 pub const MAX_CALLS_IN_FLIGHT: usize = 16;
 
-struct InFlight {
-    delivery: Arc<PendingDelivery>,
-    attempt: i64,
-    sent_at: Instant,
-}
-
 pub struct AgentSession {
     /// Shared, not copied: one pointer per session instead of a clone of every handle.
     hub: Arc<Hub>,
     agent: OwnedAgent,
     /// Frames to the socket writer task.
     out: mpsc::Sender<Outbound>,
-    window: usize,
-    /// Body bytes the window may hold, and so may the buffer: a few large deliveries must
-    /// not turn a window counted in deliveries into gigabytes. One delivery always fits,
-    /// however large, or it could never be sent.
-    window_bytes: usize,
+    /// What is taken from the queue, sent and unacked: the no-gap, no-duplicate state.
+    window: Window,
     ack_timeout: Duration,
     heartbeat: Duration,
     client_timeout: Duration,
     /// Set by the registry to the last queue position it routed here.
     routed: Arc<AtomicI64>,
     generation: Option<u64>,
-    /// The highest queue position this session has taken (sent or buffered).
-    cursor: i64,
-    /// Everything of this agent up to `cursor` is taken, and every push since arrived.
-    in_sync: bool,
-    fetching: bool,
-    /// Taken, not yet sent: at most about two windows.
-    buffered: VecDeque<Arc<PendingDelivery>>,
-    buffered_bytes: usize,
-    /// The last read found the next delivery too large for the buffer's room: read again
-    /// only once some of the buffer has gone out, or the read would find the same.
-    needs_room: bool,
-    in_flight: HashMap<DeliveryId, InFlight>,
-    in_flight_bytes: usize,
     /// Each webhook's signing keys, opened once for this session's frames.
     signer: Signer,
     /// Tool calls running, at most [`MAX_CALLS_IN_FLIGHT`].
@@ -114,22 +92,16 @@ impl AgentSession {
             hub,
             agent,
             out,
-            window: config.window as usize,
-            window_bytes: usize::try_from(config.window_bytes).unwrap_or(usize::MAX),
+            window: Window::new(
+                config.window as usize,
+                usize::try_from(config.window_bytes).unwrap_or(usize::MAX),
+                config.ack_timeout,
+            ),
             ack_timeout: config.ack_timeout,
             heartbeat: config.heartbeat,
             client_timeout: config.client_timeout,
             routed: Arc::new(AtomicI64::new(0)),
             generation: None,
-            cursor: 0,
-            in_sync: false,
-            // No read until registered and past the writer barrier (see `started`).
-            fetching: true,
-            buffered: VecDeque::new(),
-            buffered_bytes: 0,
-            needs_room: false,
-            in_flight: HashMap::new(),
-            in_flight_bytes: 0,
             signer: Signer::default(),
             calls: 0,
             last_heard: Instant::now(),
@@ -165,7 +137,15 @@ impl AgentSession {
         ctx: &mut Context<Self>,
     ) -> bool {
         let signature = self.signer.sign(&self.hub.key, d);
-        let frame = protocol::delivery_frame(d, attempt, signature.as_ref());
+        let frame = match protocol::delivery_frame(d, attempt, signature.as_ref()) {
+            Ok(frame) => frame,
+            Err(e) => {
+                // It stays unacked: the ack timeout tries again, and logs again, until
+                // retention expires it. Nothing is sent in its place.
+                tracing::error!(agent_id = %self.agent_id(), delivery_id = %d.id, error = %e, "a delivery frame could not be encoded; not sent");
+                return true;
+            }
+        };
         let handed = self.send_frame(Outbound::Text(frame), ctx);
         if handed {
             self.hub
@@ -175,122 +155,72 @@ impl AgentSession {
         handed
     }
 
-    /// Whether `len` more bytes fit beside `held`: always when nothing is held.
-    fn fits(&self, held: usize, len: usize) -> bool {
-        held == 0 || held + len <= self.window_bytes
+    fn routed(&self) -> i64 {
+        self.routed.load(Ordering::Acquire)
     }
 
-    fn buffer(&mut self, d: Arc<PendingDelivery>) {
-        self.buffered_bytes += d.body.len();
-        self.buffered.push_back(d);
-    }
-
-    /// Whether the buffer has all it may hold: count and bytes both bound it.
-    fn buffer_full(&self, most: usize) -> bool {
-        self.needs_room || self.buffered.len() >= most || self.buffered_bytes >= self.window_bytes
-    }
-
-    /// Moves buffered deliveries into the window, in order, as far as its count and its
-    /// bytes allow.
+    /// Sends what the window has room for, then reads on if it asks to.
     fn fill_window(&mut self, ctx: &mut Context<Self>) {
-        let mut sent = Vec::new();
-        while self.in_flight.len() < self.window {
-            let Some(next) = self.buffered.front() else {
-                break;
-            };
-            if !self.fits(self.in_flight_bytes, next.body.len()) {
-                break;
-            }
-            let Some(d) = self.buffered.pop_front() else {
-                break;
-            };
-            self.buffered_bytes -= d.body.len();
-            self.in_flight_bytes += d.body.len();
-            self.needs_room = false;
-            let attempt = d.attempts + 1;
-            if !self.send_delivery(&d, attempt, ctx) {
-                return;
-            }
-            sent.push(d.id.clone());
-            self.in_flight.insert(
-                d.id.clone(),
-                InFlight {
-                    delivery: d,
-                    attempt,
-                    sent_at: Instant::now(),
-                },
-            );
+        let sends = self.window.take_sendable(Instant::now());
+        if !self.send_all(&sends, ctx) {
+            return;
         }
-        self.hub.writer.sent(self.agent_id().clone(), sent);
         self.maybe_fetch(ctx);
         self.schedule_tick(ctx);
     }
 
-    /// Reads the next page of the queue from the store when out of sync and there is room.
-    fn maybe_fetch(&mut self, ctx: &mut Context<Self>) {
-        if self.fetching || self.in_sync || self.buffer_full(self.window) {
-            return;
+    /// Writes each delivery to the socket and records them as sent; false once the socket
+    /// is gone (the session is then stopping).
+    fn send_all(&mut self, sends: &[Send], ctx: &mut Context<Self>) -> bool {
+        for send in sends {
+            if !self.send_delivery(&send.delivery, send.attempt, ctx) {
+                return false;
+            }
         }
-        self.fetching = true;
+        let ids = sends.iter().map(|s| s.delivery.id.clone()).collect();
+        self.hub.writer.sent(self.agent_id().clone(), ids);
+        true
+    }
+
+    /// Reads the next page of the queue from the store, if the window asks for one.
+    fn maybe_fetch(&mut self, ctx: &mut Context<Self>) {
+        let Some(read) = self.window.next_read() else {
+            return;
+        };
         let store = self.hub.store.clone();
         let agent_id = self.agent_id().clone();
-        let after = self.cursor;
-        let limit = self.window as u32;
-        let max_bytes = self.window_bytes.saturating_sub(self.buffered_bytes);
-        let first_always = self.buffered.is_empty();
         let fut = async move {
             store
-                .pending_page(&agent_id, after, limit, max_bytes, first_always)
+                .pending_page(
+                    &agent_id,
+                    read.after,
+                    read.limit,
+                    read.max_bytes,
+                    read.first_always,
+                )
                 .await
         };
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            act.fetching = false;
-            match result {
-                Ok(page) => {
-                    let short = page.is_short;
-                    // With nothing buffered the first delivery always comes: an empty page
-                    // then only means the queue was empty when read.
-                    act.needs_room =
-                        page.deliveries.is_empty() && !short && !act.buffered.is_empty();
-                    for d in page.deliveries {
-                        if d.queue_seq > act.cursor {
-                            act.cursor = d.queue_seq;
-                            act.buffer(Arc::new(d));
-                        }
-                    }
-                    // Caught up only if nothing was routed here beyond what we now hold;
-                    // otherwise a delivery committed during the read may be missing.
-                    if short && act.routed.load(Ordering::Acquire) <= act.cursor {
-                        act.in_sync = true;
-                    }
-                    act.fill_window(ctx);
-                }
+            let page = match result {
+                Ok(page) => Some(Page {
+                    deliveries: page.deliveries,
+                    is_short: page.is_short,
+                }),
                 // The next tick tries again.
-                Err(e) => tracing::error!(agent_id = %act.agent_id(), error = %e, "reading the backlog failed"),
-            }
+                Err(e) => {
+                    tracing::error!(agent_id = %act.agent_id(), error = %e, "reading the backlog failed");
+                    None
+                }
+            };
+            let routed = act.routed();
+            act.window.read_done(page, routed);
+            act.fill_window(ctx);
         }));
         self.schedule_tick(ctx);
     }
 
     fn on_push(&mut self, push: Push, ctx: &mut Context<Self>) {
-        if !self.in_sync || push.prev > self.cursor {
-            // Either we are still reading the store, which will have these, or a push was
-            // dropped on the way and we must read what it carried.
-            self.in_sync = false;
-            self.maybe_fetch(ctx);
-            return;
-        }
-        for d in push.deliveries {
-            if d.queue_seq <= self.cursor {
-                continue;
-            }
-            if self.buffer_full(2 * self.window) {
-                self.in_sync = false;
-                break;
-            }
-            self.cursor = d.queue_seq;
-            self.buffer(d);
-        }
+        self.window.push(push.prev, push.deliveries);
         self.fill_window(ctx);
     }
 
@@ -300,16 +230,7 @@ impl AgentSession {
             self.send_frame(Outbound::Text(frame), ctx);
             return;
         };
-        // Acks of deliveries sent on an earlier connection count too.
-        if let Some(f) = self.in_flight.remove(&id) {
-            self.in_flight_bytes -= f.delivery.body.len();
-        }
-        if let Some(i) = self.buffered.iter().position(|d| d.id == id) {
-            if let Some(d) = self.buffered.remove(i) {
-                self.buffered_bytes -= d.body.len();
-                self.needs_room = false;
-            }
-        }
+        self.window.ack(&id);
         self.hub.writer.ack(self.agent_id().clone(), id);
         self.fill_window(ctx);
     }
@@ -351,7 +272,7 @@ impl AgentSession {
         }
         self.calls += 1;
         let hub = self.hub.clone();
-        let caller = crate::auth::Caller::Agent(self.agent.clone());
+        let caller = crate::service::Caller::Agent(self.agent.clone());
         let me = ctx.address();
         actix::spawn(async move {
             let outcome = crate::service::tools::call(&hub, &caller, &tool, args).await;
@@ -363,11 +284,7 @@ impl AgentSession {
     /// Nothing sent and unacked, nothing waiting, nothing missing: only the ping and the
     /// silence check are due, and they need no tick in between.
     fn is_quiet(&self) -> bool {
-        self.in_flight.is_empty()
-            && self.buffered.is_empty()
-            && self.in_sync
-            && !self.fetching
-            && self.routed.load(Ordering::Acquire) <= self.cursor
+        self.window.is_quiet(self.routed())
     }
 
     /// Keeps one tick scheduled: every second or so while deliveries are in flight or the
@@ -427,31 +344,12 @@ impl AgentSession {
                 return;
             }
         }
-        let mut due: Vec<_> = self
-            .in_flight
-            .values()
-            .filter(|f| now.duration_since(f.sent_at) >= self.ack_timeout)
-            .map(|f| (f.delivery.queue_seq, f.delivery.id.clone()))
-            .collect();
-        due.sort_unstable();
-        let mut resent = Vec::with_capacity(due.len());
-        for (_, id) in due {
-            let Some(f) = self.in_flight.get_mut(&id) else {
-                continue;
-            };
-            f.attempt += 1;
-            f.sent_at = now;
-            let (d, attempt) = (f.delivery.clone(), f.attempt);
-            if !self.send_delivery(&d, attempt, ctx) {
-                return;
-            }
-            resent.push(id);
+        let due = self.window.take_due(now);
+        if !self.send_all(&due, ctx) {
+            return;
         }
-        self.hub.writer.sent(self.agent_id().clone(), resent);
-        if self.in_sync && self.routed.load(Ordering::Acquire) > self.cursor {
-            // A push was dropped and none followed to reveal it.
-            self.in_sync = false;
-        }
+        let routed = self.routed();
+        self.window.check_routed(routed);
         self.maybe_fetch(ctx);
     }
 }
@@ -463,7 +361,8 @@ impl Actor for AgentSession {
         ctx.set_mailbox_capacity(256);
         let register = Register {
             agent_id: self.agent_id().clone(),
-            session: ctx.address(),
+            push: ctx.address().recipient(),
+            close: ctx.address().recipient(),
             routed: self.routed.clone(),
         };
         // Register before the first read of the backlog: from then on every commit for
@@ -479,7 +378,7 @@ impl Actor for AgentSession {
                         let writer = act.hub.writer.clone();
                         ctx.spawn(async move { writer.barrier().await }.into_actor(act).map(
                             |(), act, ctx| {
-                                act.fetching = false;
+                                act.window.start();
                                 act.maybe_fetch(ctx);
                             },
                         ));
@@ -505,7 +404,7 @@ impl Actor for AgentSession {
                 generation,
             });
         }
-        tracing::info!(agent_id = %self.agent_id(), unacked = self.in_flight.len(), "agent disconnected");
+        tracing::info!(agent_id = %self.agent_id(), unacked = self.window.unacked(), "agent disconnected");
         let store = self.hub.store.clone();
         let agent_id = self.agent_id().clone();
         actix::spawn(async move {

@@ -29,9 +29,9 @@ use crate::{
     clock,
     crypto::{self, Secret, AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX},
     error::ApiError,
-    ids::AccountId,
-    service::Hub,
-    store::{DashboardSession, OwnedAgent},
+    service::Caller,
+    state::Hub,
+    store::DashboardSession,
 };
 
 /// The dashboard's session cookie.
@@ -43,30 +43,6 @@ const SESSION_ID_PREFIX: &str = "hh_session_";
 /// What the session id, as the HMAC key, signs to make the session's CSRF token: a label
 /// of its own, so that nothing else the id might ever key could come out as this token.
 const CSRF_LABEL: &[u8] = b"hookhub dashboard CSRF token v1";
-
-#[derive(Clone, Debug)]
-pub enum Caller {
-    /// The dashboard path: `createdBy: "user"`.
-    Owner(AccountId),
-    /// The self-service path: `createdBy: "agent"`.
-    Agent(OwnedAgent),
-}
-
-impl Caller {
-    pub fn account_id(&self) -> &AccountId {
-        match self {
-            Caller::Owner(a) => a,
-            Caller::Agent(agent) => agent.account_id(),
-        }
-    }
-
-    pub fn created_by(&self) -> &'static str {
-        match self {
-            Caller::Owner(_) => "user",
-            Caller::Agent(_) => "agent",
-        }
-    }
-}
 
 /// The bearer token of a request, if it has one.
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {

@@ -25,18 +25,18 @@ use std::{
 };
 
 use actix::Addr;
-use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    actors::{messages::Route, Registry},
     clock,
-    ids::{AgentId, DeliveryId, WebhookId},
-    metrics::Metrics,
-    store::{
-        deliveries::{self, BatchWrites, BodyCut, InsertRow, NewDelivery, Requeued},
-        DeliveryStatus, OwnedAgent, PendingDelivery, Store,
+    domain::{
+        ids::{AgentId, DeliveryId, WebhookId},
+        BacklogCap, BodyCut, DeliveryStatus, IngestOutcome, NewDelivery, PendingDelivery,
+        RequeueOutcome,
     },
+    metrics::Metrics,
+    pipeline::registry::{Registry, Route},
+    store::{BatchWriter, BatchWrites, InsertRow, OwnedAgent, Requeued, Store, StoreError},
 };
 
 /// Most operations in one transaction.
@@ -48,12 +48,9 @@ const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// their own buys nothing, and it delays the next ingest that arrives while it runs.
 const LINGER: Duration = Duration::from_millis(10);
 /// Rejected requests kept per webhook, newest first. Each keeps its headers and at most
-/// [`crate::routes::ingest::REJECTED_BODY_KEPT`] of its body, so this bounds what senders
+/// [`crate::http::ingest::REJECTED_BODY_KEPT`] of its body, so this bounds what senders
 /// failing verification can add to the data directory, per webhook.
 pub const REJECTED_KEPT_PER_WEBHOOK: i64 = 100;
-/// How long the checkpointer lets commits gather before it copies them: at most ten
-/// checkpoints a second, none while nothing is written.
-const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -67,23 +64,6 @@ pub enum WriteError {
 
 /// Why commits are failing, in words anyone may see; `None` while they succeed.
 type Health = Option<Arc<str>>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequeueOutcome {
-    Queued,
-    /// Not this owner's, or never for the agent (rejected, duplicate).
-    NotFound,
-    /// It is not pending, so queueing it again would add to a full backlog.
-    BacklogFull,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IngestOutcome {
-    Queued(DeliveryId),
-    /// Seen before on this webhook: the original delivery's id.
-    Duplicate(DeliveryId),
-    BacklogFull,
-}
 
 enum Op {
     Ingest(
@@ -143,11 +123,10 @@ impl DeliveryWriter {
         registry: Addr<Registry>,
         backlog_cap: BacklogCap,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, sqlx::Error> {
-        let mut conn = store.dedicated_connection().await?;
-        let (max_seq, max_queue_seq) = deliveries::max_seqs(&mut conn).await?;
-        let (committed, commits) = mpsc::channel(1);
-        tokio::spawn(checkpoints(store.dedicated_connection().await?, commits));
+    ) -> Result<Self, StoreError> {
+        let mut conn = store.batch_writer().await?;
+        let (max_seq, max_queue_seq) = conn.max_seqs().await?;
+        let committed = store.start_housekeeping().await?;
         let (tx, rx) = mpsc::channel(8192);
         let (health_tx, health) = watch::channel(None);
         let task = WriterTask {
@@ -229,7 +208,7 @@ impl DeliveryWriter {
     }
 
     /// `Ok` while commits succeed; else why they fail, fit for anyone to see. After a
-    /// failed commit it first tries a small write (see [`Store::probe`]), so that a hub
+    /// failed commit it first tries a small write (see [`BatchWriter::probe`]), so that a hub
     /// with nothing else to write still finds out when writing works again.
     pub async fn health(&self) -> Result<(), Arc<str>> {
         if self.health.borrow().is_none() {
@@ -272,23 +251,8 @@ impl DeliveryWriter {
     }
 }
 
-/// Why a commit failed, for `/healthz`: SQLite's own message for its errors, which names
-/// no data, with its code, which tells more than the message ("disk I/O error" is 778, a
-/// write that failed); only the kind of an I/O error, whose text may name a path; and
-/// nothing of the rest.
-fn public_reason(e: &sqlx::Error) -> Arc<str> {
-    match e {
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) => Arc::from(format!("{} (SQLite code {code})", db.message())),
-            None => Arc::from(db.message()),
-        },
-        sqlx::Error::Io(io) => Arc::from(io.kind().to_string()),
-        _ => Arc::from("the database could not be written"),
-    }
-}
-
-struct WriterTask {
-    conn: SqliteConnection,
+struct WriterTask<B> {
+    conn: B,
     rx: mpsc::Receiver<Op>,
     registry: Addr<Registry>,
     backlog_cap: BacklogCap,
@@ -300,7 +264,7 @@ struct WriterTask {
     /// Failed batches not yet logged, and when the last line about them was.
     failures: FailureLog,
     metrics: Arc<Metrics>,
-    /// Wakes the checkpointer; dropped with this task, which ends it.
+    /// Wakes the store's housekeeping; dropped with this task, which ends it.
     committed: mpsc::Sender<()>,
     health: watch::Sender<Health>,
 }
@@ -335,7 +299,7 @@ impl Answer {
     }
 }
 
-impl WriterTask {
+impl<B: BatchWriter> WriterTask<B> {
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = self.rx.recv().await {
@@ -434,7 +398,7 @@ impl WriterTask {
                 self.next_queue_seq = first_queue_seq;
                 self.pending_counts.clear();
                 // Before the answers: a probe reads it once answered.
-                self.health.send_replace(Some(public_reason(&e)));
+                self.health.send_replace(Some(e.public_reason()));
                 let err = || WriteError::Failed(e.to_string());
                 for answer in answers {
                     match answer {
@@ -457,10 +421,10 @@ impl WriterTask {
         ops: &mut Vec<Op>,
         answers: &mut Vec<Answer>,
         routed: &mut Vec<Arc<PendingDelivery>>,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64, StoreError> {
         let result = self.apply_in_transaction(ops, answers, routed).await;
         if result.is_err() {
-            deliveries::rollback(&mut self.conn).await;
+            self.conn.rollback().await;
         }
         result
     }
@@ -470,7 +434,7 @@ impl WriterTask {
         ops: &mut Vec<Op>,
         answers: &mut Vec<Answer>,
         routed: &mut Vec<Arc<PendingDelivery>>,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64, StoreError> {
         let now = clock::now_ms();
         // Earlier deliveries carrying the batch's provider delivery ids, in one read.
         let keys: Vec<(&str, &str)> = ops
@@ -483,7 +447,7 @@ impl WriterTask {
                 _ => None,
             })
             .collect();
-        let originals = deliveries::begin_batch(&mut self.conn, &keys).await?;
+        let originals = self.conn.begin(&keys).await?;
         let conn = &mut self.conn;
         drop(keys);
         // Provider delivery ids inserted earlier in this same batch.
@@ -515,7 +479,7 @@ impl WriterTask {
                     }
                     let count = match self.pending_counts.get(&d.agent_id) {
                         Some(c) => *c,
-                        None => Pending::from(deliveries::count_pending(conn, &d.agent_id).await?),
+                        None => Pending::from(conn.count_pending(&d.agent_id).await?),
                     };
                     let size = d.body.len() as i64;
                     if !count.has_room(self.backlog_cap, size) {
@@ -567,14 +531,14 @@ impl WriterTask {
                         .await?;
                     let count = match self.pending_counts.get(owner.id()) {
                         Some(c) => *c,
-                        None => Pending::from(deliveries::count_pending(conn, owner.id()).await?),
+                        None => Pending::from(conn.count_pending(owner.id()).await?),
                     };
                     // Its size is known only once it is found: room means room for one more.
                     let room = count.has_room(self.backlog_cap, 0);
                     let queue_seq = self.next_queue_seq;
-                    let outcome =
-                        deliveries::requeue(conn, &owner, &webhook_id, &id, queue_seq, room)
-                            .await?;
+                    let outcome = conn
+                        .requeue(&owner, &webhook_id, &id, queue_seq, room)
+                        .await?;
                     let outcome = match outcome {
                         Requeued::Queued {
                             pending,
@@ -606,7 +570,7 @@ impl WriterTask {
                     acked += deferred
                         .apply(conn, routed, &mut self.pending_counts, now, false)
                         .await?;
-                    let counts = deliveries::apply_retention(conn, cutoff, expired_cutoff).await?;
+                    let counts = conn.apply_retention(cutoff, expired_cutoff).await?;
                     answers.push(Answer::Retention(reply, counts));
                 }
                 Op::Barrier(reply) => answers.push(Answer::Barrier(reply)),
@@ -617,26 +581,13 @@ impl WriterTask {
             }
         }
         if probe {
-            Store::probe(conn, now).await?;
+            conn.probe(now).await?;
         }
         // The last statements and the COMMIT go to SQLite together.
         acked += deferred
             .apply(conn, routed, &mut self.pending_counts, now, true)
             .await?;
         Ok(acked)
-    }
-}
-
-/// Checkpoints the WAL a little after commits, until the writer stops. A failure is
-/// logged and retried after the next commit: the WAL only grows meanwhile, and the
-/// writer's own checkpoint (`wal_autocheckpoint`) still bounds it.
-async fn checkpoints(mut conn: SqliteConnection, mut commits: mpsc::Receiver<()>) {
-    while commits.recv().await.is_some() {
-        tokio::time::sleep(CHECKPOINT_AFTER).await;
-        match Store::checkpoint(&mut conn).await {
-            Ok((wal_frames, copied)) => tracing::debug!(wal_frames, copied, "WAL checkpoint"),
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
-        }
     }
 }
 
@@ -686,13 +637,6 @@ impl Pending {
             bytes: self.bytes + size,
         }
     }
-}
-
-/// The most one agent may have pending: deliveries, and their bodies' bytes.
-#[derive(Clone, Copy, Debug)]
-pub struct BacklogCap {
-    pub count: i64,
-    pub bytes: i64,
 }
 
 /// A delivery row waiting to be inserted with the rest of its batch.
@@ -745,12 +689,12 @@ impl Deferred {
     /// took effect. The queued rows join `routed`, in order.
     async fn apply(
         &mut self,
-        conn: &mut SqliteConnection,
+        conn: &mut impl BatchWriter,
         routed: &mut Vec<Arc<PendingDelivery>>,
         pending_counts: &mut HashMap<AgentId, Pending>,
         now: i64,
         commit: bool,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64, StoreError> {
         let rows: Vec<InsertRow> = self
             .rows
             .iter()
@@ -780,12 +724,13 @@ impl Deferred {
             at: now,
         };
         let prune = !rejected_on.is_empty();
-        let acked_by_agent = deliveries::write_batch(conn, &writes, commit && !prune).await?;
+        let acked_by_agent = conn.write(&writes, commit && !prune).await?;
         for webhook_id in rejected_on {
-            deliveries::prune_rejected(conn, webhook_id, REJECTED_KEPT_PER_WEBHOOK).await?;
+            conn.prune_rejected(webhook_id, REJECTED_KEPT_PER_WEBHOOK)
+                .await?;
         }
         if commit && prune {
-            deliveries::commit(conn).await?;
+            conn.commit().await?;
         }
         drop(rows);
         self.sent_ids.clear();

@@ -5,13 +5,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 
 use crate::{
-    actors::{
+    error::ApiError,
+    http::auth::{authenticate, bearer_token},
+    service::Caller,
+    socket::{
         session::{read_socket, AgentSession},
         wire,
     },
-    auth::{authenticate, bearer_token, Caller},
-    error::ApiError,
-    service::Hub,
+    state::Hub,
 };
 
 /// Largest frame, and largest reassembled message, an agent may send (tool calls are

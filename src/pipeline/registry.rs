@@ -15,14 +15,15 @@ use std::{
 
 use actix::prelude::*;
 
-use super::{
-    messages::{Close, CloseAll, ConnectedAgents, Push, Register, Route, Unregister},
-    session::AgentSession,
+use crate::{
+    domain::{ids::AgentId, PendingDelivery},
+    metrics::Metrics,
+    protocol,
 };
-use crate::{ids::AgentId, metrics::Metrics};
 
 struct Online {
-    session: Addr<AgentSession>,
+    push: Recipient<Push>,
+    close: Recipient<Close>,
     generation: u64,
     routed: Arc<AtomicI64>,
 }
@@ -52,9 +53,6 @@ impl Actor for Registry {
     }
 }
 
-/// Close code for a session replaced by a newer connection of the same agent.
-pub const CLOSE_REPLACED: u16 = 4000;
-
 impl Handler<Register> for Registry {
     type Result = u64;
 
@@ -64,14 +62,15 @@ impl Handler<Register> for Registry {
         let previous = self.online.insert(
             msg.agent_id,
             Online {
-                session: msg.session,
+                push: msg.push,
+                close: msg.close,
                 generation,
                 routed: msg.routed,
             },
         );
         if let Some(old) = previous {
-            old.session.do_send(Close {
-                code: CLOSE_REPLACED,
+            old.close.do_send(Close {
+                code: protocol::CLOSE_REPLACED,
                 reason: "replaced by a newer connection for this agent",
             });
         }
@@ -120,7 +119,7 @@ impl Handler<Route> for Registry {
             let prev = online.routed.swap(last, Ordering::AcqRel);
             // A full mailbox drops this push; the session sees `routed` ahead of what it
             // has and reads the rest from the store.
-            let _ = online.session.try_send(Push { prev, deliveries });
+            let _ = online.push.try_send(Push { prev, deliveries });
         }
     }
 }
@@ -130,10 +129,66 @@ impl Handler<CloseAll> for Registry {
 
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) {
         for online in self.online.values() {
-            online.session.do_send(Close {
+            online.close.do_send(Close {
                 code: 1001,
                 reason: "the hub is shutting down",
             });
         }
     }
+}
+
+// The messages between the delivery writer, the registry and agent sessions.
+
+/// Writer → registry: deliveries just committed (or requeued), in queue order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route(pub Vec<Arc<PendingDelivery>>);
+
+/// Session → registry: this agent is online on this session.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct Register {
+    pub agent_id: AgentId,
+    /// Where this agent's deliveries go. The registry names what a session receives,
+    /// never the session's type, so the two do not depend on each other.
+    pub push: Recipient<Push>,
+    pub close: Recipient<Close>,
+    /// The highest queue position routed to this session; written by the registry only.
+    pub routed: Arc<AtomicI64>,
+}
+
+/// Session → registry: this session has ended. Ignored if a newer one has replaced it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unregister {
+    pub agent_id: AgentId,
+    pub generation: u64,
+}
+
+/// Which agents have a live session.
+#[derive(Message)]
+#[rtype(result = "HashSet<AgentId>")]
+pub struct ConnectedAgents;
+
+/// Close every session with 1001 (going away); the hub is shutting down.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
+
+/// Registry → session: deliveries for this agent, in queue order. `prev` is the queue
+/// position routed to this session just before the first of them, so that the session can
+/// tell whether it missed any (then it reads them from the store instead).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Push {
+    pub prev: i64,
+    pub deliveries: Vec<Arc<PendingDelivery>>,
+}
+
+/// Registry → session: close with this code and reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
 }

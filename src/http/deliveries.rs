@@ -3,9 +3,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    auth::Caller,
     error::ApiError,
-    service::{webhooks, Hub},
+    service::{webhooks, Caller},
+    state::Hub,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

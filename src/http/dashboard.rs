@@ -13,10 +13,11 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::{
-    auth::{self, Caller, Session},
     clock,
     error::ApiError,
-    service::{input, webhooks, Hub},
+    http::auth::{self, Session},
+    service::{input, webhooks, Caller},
+    state::Hub,
 };
 
 const INDEX_HTML: &str = include_str!("../dashboard/index.html");

@@ -2,9 +2,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::{
-    auth::Caller,
     error::ApiError,
-    service::{webhooks, Hub},
+    service::{webhooks, Caller},
+    state::Hub,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -21,7 +21,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::Backoff;
-use crate::{clock, providers::Provider, routes::ingest::HOP_BY_HOP};
+use crate::{
+    clock,
+    domain::{headers::HOP_BY_HOP, Provider},
+};
 
 /// How long one request to the app may take before it counts as failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);

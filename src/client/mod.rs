@@ -38,7 +38,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::{io::AsyncWriteExt, sync::mpsc};
 
-use crate::crypto::{Secret, AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX};
+use crate::{
+    crypto::{Secret, AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX},
+    protocol,
+};
 use forward::{Delivery, Forwarder};
 use ledger::{Arrival, Ledger};
 
@@ -52,7 +55,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// A connection that lasted this long was healthy: the next reconnect starts quickly.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// The close code of a connection replaced by a newer one for the same agent.
-const CLOSE_REPLACED: u16 = 4000;
 
 #[derive(clap::Args)]
 pub struct ListenArgs {
@@ -224,7 +226,7 @@ pub async fn run(args: ListenArgs) -> Result<(), String> {
     let result = tokio::select! {
         r = hand_over(destination, taken, shared.clone()) => r,
         r = stay_connected(&client, &hub, &args, shared.clone(), queue) => r,
-        () = crate::cli::shutdown_signal() => {
+        () = crate::shutdown::signal() => {
             tracing::info!("stopping; what was not acked waits in the hub for the next run");
             Ok(())
         }
@@ -483,7 +485,7 @@ async fn read_frames<E: std::fmt::Display>(
             Some(Ok(ws::Frame::Close(reason))) => {
                 let _ = link.try_send(ws::Message::Close(None));
                 return match reason {
-                    Some(r) if u16::from(r.code) == CLOSE_REPLACED => Ended::Replaced,
+                    Some(r) if u16::from(r.code) == protocol::CLOSE_REPLACED => Ended::Replaced,
                     Some(r) => Ended::Lost(format!(
                         "closed by the hub: {}",
                         r.description

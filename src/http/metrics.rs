@@ -5,7 +5,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::{clock, error::ApiError, metrics::CONTENT_TYPE, service::Hub};
+use crate::{clock, error::ApiError, metrics::CONTENT_TYPE, state::Hub};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics));

@@ -2,6 +2,7 @@
 //! [`crate::service`], and shape the response.
 
 pub mod agents;
+pub mod auth;
 pub mod connect;
 pub mod dashboard;
 pub mod deliveries;
@@ -16,11 +17,7 @@ use actix_web::{http::header, web, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::{
-    admission::BodySlot,
-    error::ApiError,
-    service::{input, Hub},
-};
+use crate::{admission::BodySlot, error::ApiError, service::input, state::Hub};
 
 /// Management bodies are small JSON objects.
 const MAX_MANAGEMENT_BODY: usize = 64 * 1024;

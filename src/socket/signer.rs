@@ -10,8 +10,10 @@ use sha2::Sha256;
 use std::collections::HashMap;
 
 use crate::{
-    clock, crypto::MasterKey, ids::WebhookId, protocol::Signature, service::webhooks::signing_aad,
-    store::PendingDelivery,
+    clock,
+    crypto::{standard_webhooks_key, Keys, MasterKey, Secret},
+    domain::{ids::WebhookId, PendingDelivery},
+    protocol::Signature,
 };
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`, key = base64-decoded
@@ -22,14 +24,7 @@ pub fn standard_webhooks_signature(
     timestamp: i64,
     body: &[u8],
 ) -> Option<String> {
-    signature_with_key(&decode_secret(secret)?, id, timestamp, body)
-}
-
-/// The HMAC key of a `whsec_…` secret.
-fn decode_secret(secret: &str) -> Option<Vec<u8>> {
-    STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-        .ok()
+    signature_with_key(&standard_webhooks_key(secret)?, id, timestamp, body)
 }
 
 fn signature_with_key(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
@@ -56,23 +51,30 @@ struct OpenedKeys {
 
 impl OpenedKeys {
     fn open(key: &MasterKey, d: &PendingDelivery) -> Option<Self> {
-        let aad = signing_aad(&d.webhook_id);
-        let open = |sealed: &[u8]| match key.open(sealed, &aad) {
-            Ok(secret) => decode_secret(secret.expose()),
+        // Every secret there is, whatever the time: this copy is kept for the session, and
+        // `sign` checks the previous one's overlap at each frame.
+        let keys = match Keys::open(key, &d.webhook_id, &d.secrets, i64::MIN) {
+            Ok(keys) => keys,
             Err(e) => {
                 tracing::error!(webhook_id = %d.webhook_id, error = %e, "cannot open the signing secret");
-                None
+                return None;
             }
         };
-        let previous = match (&d.secrets.previous, d.secrets.previous_until) {
-            (Some(sealed), Some(until)) => open(sealed).map(|k| (k, until)),
-            _ => None,
+        let decode = |secret: &Secret| {
+            let key = standard_webhooks_key(secret.expose());
+            if key.is_none() {
+                tracing::error!(webhook_id = %d.webhook_id, "the signing secret is not a Standard Webhooks secret");
+            }
+            key
         };
         Some(Self {
             sealed_signing: d.secrets.signing.clone(),
             sealed_previous: d.secrets.previous.clone(),
-            current: open(&d.secrets.signing)?,
-            previous,
+            current: decode(&keys.signing)?,
+            previous: keys
+                .previous
+                .as_ref()
+                .and_then(|(secret, until)| Some((decode(secret)?, *until))),
         })
     }
 

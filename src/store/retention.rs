@@ -1,0 +1,43 @@
+//! Retention's statements, one bounded step at a time, run by the delivery writer.
+
+use sqlx::SqliteConnection;
+
+use super::StoreError;
+
+/// Most rows one retention step changes, so that a large sweep is many short
+/// transactions between which ingest commits, not one that holds the writer for seconds.
+pub const RETENTION_STEP: u64 = 5_000;
+
+/// Applies one step of retention: unacked deliveries older than `cutoff` become `expired`;
+/// finished ones older than it are deleted, and expired ones a retention period later. At
+/// most [`RETENTION_STEP`] rows of each; a count equal to it means there may be more.
+pub async fn apply_retention(
+    conn: &mut SqliteConnection,
+    cutoff: i64,
+    expired_cutoff: i64,
+) -> Result<(u64, u64), StoreError> {
+    let expired = sqlx::query(
+        "UPDATE deliveries SET status = 'expired' WHERE seq IN (
+             SELECT seq FROM deliveries
+             WHERE received_at < ? AND status IN ('queued', 'sent') LIMIT ?)",
+    )
+    .bind(cutoff)
+    .bind(RETENTION_STEP as i64)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let pruned = sqlx::query(
+        "DELETE FROM deliveries WHERE seq IN (
+             SELECT seq FROM deliveries
+             WHERE (received_at < ? AND status IN ('acked', 'rejected', 'duplicate'))
+                OR (received_at < ? AND status = 'expired')
+             LIMIT ?)",
+    )
+    .bind(cutoff)
+    .bind(expired_cutoff)
+    .bind(RETENTION_STEP as i64)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((expired, pruned))
+}
