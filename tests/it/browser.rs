@@ -5,9 +5,6 @@
 //! Needs `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`);
 //! without them this test fails and says so. Set `HOOKHUB_SCREENSHOTS=<dir>` to keep a
 //! screenshot of each main page as `<dir>/dash-<page>.png`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::{
     io::{Read, Write},
@@ -17,11 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{spawn_app, spawn_app_with, TestApp};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
+
+use crate::harness::{spawn_app, spawn_app_with, TestApp};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -299,7 +297,12 @@ impl Browser {
 // ---- Senders --------------------------------------------------------------------------
 
 /// Posts a GitHub-style delivery signed with `secret`, as GitHub would.
-async fn github_push(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> common::Resp {
+async fn github_push(
+    app: &TestApp,
+    webhook_id: &str,
+    secret: &str,
+    body: &str,
+) -> crate::harness::Resp {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body.as_bytes());
     let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
@@ -819,7 +822,7 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
 
 /// A second owner account, made the way an operator makes one: with the CLI.
 async fn create_owner(data_dir: &Path, name: &str) -> String {
-    let out = common::hookhub_cli(data_dir, &["account", "create", "--name", name]).await;
+    let out = crate::harness::hookhub_cli(data_dir, &["account", "create", "--name", name]).await;
     assert!(
         out.status.success(),
         "{}",

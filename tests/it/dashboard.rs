@@ -1,18 +1,16 @@
 //! The dashboard over plain HTTP: its page and headers, the sign-in session and its
 //! cookie, CSRF protection, sign-out, expiry, the live activity stream, and the agent
 //! listing's backlog.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use awc::http::header;
-use common::{spawn_app, spawn_app_with, Resp, TestApp};
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
+
+use crate::harness::{spawn_app, spawn_app_with, Resp, TestApp};
 
 /// A signed-in browser, as far as the server can tell: the cookie and the CSRF token.
 struct Session {
@@ -578,7 +576,8 @@ async fn open_activity_streams_end_when_the_hub_shuts_down() {
 
 async fn create_owner(app: &TestApp, name: &str) -> String {
     let out =
-        common::hookhub_cli(app.data_dir.path(), &["account", "create", "--name", name]).await;
+        crate::harness::hookhub_cli(app.data_dir.path(), &["account", "create", "--name", name])
+            .await;
     assert!(
         out.status.success(),
         "{}",
@@ -627,7 +626,7 @@ async fn the_database_holds_no_csrf_token() {
     assert_eq!(stored, 2, "both sessions are in the database");
     conn.close().await.unwrap();
 
-    let bytes = common::process::database_bytes(app.data_dir.path());
+    let bytes = crate::harness::process::database_bytes(app.data_dir.path());
     assert!(bytes.len() > 4096, "the database was read");
     let haystack = String::from_utf8_lossy(&bytes);
     for session in &sessions {

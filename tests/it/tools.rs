@@ -1,14 +1,12 @@
 //! The agent's self-service tools over its socket: each one gives what its HTTP twin gives,
 //! reaches only the agent's own webhooks, survives bad calls, and runs beside deliveries.
-// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 
 use std::{collections::VecDeque, time::Duration};
 
-use common::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
+
+use crate::harness::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
 
 /// An agent's socket that keeps deliveries arriving while it waits for a call's result.
 struct Agent {
@@ -104,7 +102,7 @@ fn s(v: &Value) -> String {
 
 /// Sends a body to a generic webhook, signed the Standard Webhooks way with its secret.
 async fn ingest_signed(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> String {
-    let signed = common::standard_webhook_headers(secret, body.as_bytes());
+    let signed = crate::harness::standard_webhook_headers(secret, body.as_bytes());
     let mut headers = vec![("content-type", "application/json")];
     headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let r = app.ingest(webhook_id, body.to_owned(), &headers).await;

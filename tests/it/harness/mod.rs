@@ -1,6 +1,5 @@
 //! The test harness: a real hookhub on port 0 with a fresh data directory, spoken to over
 //! real HTTP and real WebSockets.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

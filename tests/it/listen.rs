@@ -1,9 +1,6 @@
 //! `hookhub listen`, run as the real binary against a real hub: forwarding into a local
 //! app that verifies signatures, retrying an app that fails, JSON lines on stdout, and a
 //! hub restart in the middle.
-// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -19,14 +16,15 @@ use actix_web::{
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
-use common::{
-    process::{free_port, HubProcess},
-    spawn_app, HubClient,
-};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::mpsc;
+
+use crate::harness::{
+    process::{free_port, HubProcess},
+    spawn_app, HubClient,
+};
 
 // ---------------------------------------------------------------------------------------
 // A child process with its stdout as lines and its stderr kept for failure messages.
@@ -314,7 +312,7 @@ async fn post_generic(app: &HubClient, webhook: &Value, body: &[u8]) -> String {
         &app.client,
         url,
         body,
-        &common::standard_webhook_headers(secret, body),
+        &crate::harness::standard_webhook_headers(secret, body),
     )
     .await
 }
@@ -616,7 +614,7 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     let url = webhook["url"].as_str().unwrap().to_owned();
     let send = |n: usize| {
         let body = format!(r#"{{"type":"tick","n":{n}}}"#).into_bytes();
-        let headers = common::standard_webhook_headers(&secret, &body);
+        let headers = crate::harness::standard_webhook_headers(&secret, &body);
         (body, headers)
     };
 

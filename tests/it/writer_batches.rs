@@ -1,13 +1,7 @@
 //! The delivery writer applies acks and sends in batches: every one still lands.
-#![allow(clippy::unwrap_used)]
-mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use common::{
-    spawn_app,
-    store::{new_delivery, seeded_store},
-};
 use hookhub::{
     ids::{AgentId, DeliveryId},
     store::{
@@ -16,6 +10,11 @@ use hookhub::{
     },
 };
 use sqlx::SqliteConnection;
+
+use crate::harness::{
+    spawn_app,
+    store::{new_delivery, seeded_store},
+};
 
 #[actix_web::test]
 async fn a_burst_of_acks_is_committed_with_one_attempt_each() {

@@ -6,16 +6,14 @@
 //! `standardwebhooks` crate (the Standard Webhooks reference library) for generic posts, and
 //! by each provider's documented recipe for the others. What the agent receives is checked
 //! with the reference library too.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
+
+use crate::harness::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
 
 fn now_secs() -> i64 {
     SystemTime::now()
@@ -708,7 +706,7 @@ async fn frames_after_a_rotation_are_signed_with_the_new_secret() {
 /// real sender's delivery still goes through.
 #[actix_web::test]
 async fn a_flood_of_forged_requests_stores_little_and_never_crowds_out_the_real_sender() {
-    use common::process::{dir_size, free_port, HubProcess};
+    use crate::harness::process::{dir_size, free_port, HubProcess};
     use futures_util::StreamExt;
     use sha2::Digest;
 
@@ -721,7 +719,7 @@ async fn a_flood_of_forged_requests_stores_little_and_never_crowds_out_the_real_
         std::process::Stdio::null(),
         "info",
     );
-    let client = common::HubClient::new(hub.port, hub.owner_token.as_deref().unwrap());
+    let client = crate::harness::HubClient::new(hub.port, hub.owner_token.as_deref().unwrap());
     let (agent, token) = client.create_agent("bot").await;
     let wh = client
         .create_webhook(&client.owner_token, &agent, "gh", "github")
