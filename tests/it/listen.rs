@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::harness::{
     process::{free_port, HubProcess},
+    senders::{github_signature, standard_webhook_headers},
     spawn_app, HubClient,
 };
 
@@ -225,12 +226,6 @@ fn standard_webhooks_valid(secret: &str, r: &Received) -> bool {
         .any(|s| s == expected)
 }
 
-fn github_signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// POSTs to a webhook URL; the delivery id of the 202.
 async fn post(
     client: &awc::Client,
@@ -312,7 +307,7 @@ async fn post_generic(app: &HubClient, webhook: &Value, body: &[u8]) -> String {
         &app.client,
         url,
         body,
-        &crate::harness::standard_webhook_headers(secret, body),
+        &standard_webhook_headers(secret, body),
     )
     .await
 }
@@ -614,7 +609,7 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     let url = webhook["url"].as_str().unwrap().to_owned();
     let send = |n: usize| {
         let body = format!(r#"{{"type":"tick","n":{n}}}"#).into_bytes();
-        let headers = crate::harness::standard_webhook_headers(&secret, &body);
+        let headers = standard_webhook_headers(&secret, &body);
         (body, headers)
     };
 

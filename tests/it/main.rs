@@ -1,6 +1,7 @@
 //! Every integration test of the hub, in one binary: one module per area, and the harness
-//! they share (`harness/`: a hub in-process or as a child process, and a store opened
-//! directly). One binary links the hub once, not once per area.
+//! they share (`harness/`: a hub in-process or as a child process, a store opened
+//! directly, and what senders sign with). One binary links the hub once, not once per
+//! area.
 //!
 //! Run one area, or one test, with a filter on the module path:
 //!

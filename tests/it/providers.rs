@@ -7,31 +7,14 @@
 //! by each provider's documented recipe for the others. What the agent receives is checked
 //! with the reference library too.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-use crate::harness::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn hmac_hex(key: &[u8], content: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(content);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// GitHub's recipe: `sha256=` + hex HMAC-SHA256 of the body, keyed with the secret as text.
-fn github_signature(secret: &str, body: &str) -> String {
-    format!("sha256={}", hmac_hex(secret.as_bytes(), body.as_bytes()))
-}
+use crate::harness::{
+    senders::{github_signature, hmac_hex, now_secs},
+    spawn_app, spawn_app_with, AgentSocket, Resp, TestApp,
+};
 
 /// Stripe's recipe: `t=<unix>,v1=<hex HMAC-SHA256("{t}.{body}")>`.
 fn stripe_signature(secret: &str, t: i64, body: &str) -> String {

@@ -102,7 +102,7 @@ fn s(v: &Value) -> String {
 
 /// Sends a body to a generic webhook, signed the Standard Webhooks way with its secret.
 async fn ingest_signed(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> String {
-    let signed = crate::harness::standard_webhook_headers(secret, body.as_bytes());
+    let signed = crate::harness::senders::standard_webhook_headers(secret, body.as_bytes());
     let mut headers = vec![("content-type", "application/json")];
     headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let r = app.ingest(webhook_id, body.to_owned(), &headers).await;

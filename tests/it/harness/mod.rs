@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 pub mod process;
+pub mod senders;
 pub mod store;
 
 /// An in-process hub. Derefs to [`HubClient`] for talking to it.
@@ -200,7 +201,7 @@ impl HubClient {
     }
 
     /// Standard Webhooks headers for `body`, signed with the secret of a webhook made
-    /// through this client (see [`standard_webhook_headers`]).
+    /// through this client (see [`senders::standard_webhook_headers`]).
     pub fn signed_headers(&self, webhook_id: &str, body: &[u8]) -> Vec<(String, String)> {
         let secret = self
             .secrets
@@ -209,7 +210,7 @@ impl HubClient {
             .get(webhook_id)
             .cloned()
             .expect("a webhook created through this client");
-        standard_webhook_headers(&secret, body)
+        senders::standard_webhook_headers(&secret, body)
     }
 
     /// Creates an agent under the first owner: `(agentId, token)`.
@@ -391,31 +392,4 @@ impl AgentSocket {
     pub async fn close(mut self) {
         let _ = self.framed.send(ws::Message::Close(None)).await;
     }
-}
-
-/// Standard Webhooks headers for `body`, made here by the published recipe (not by the
-/// hub's code): a fresh `webhook-id`, the current time, and `v1,` + base64 HMAC-SHA256 of
-/// `id.timestamp.body` keyed with the base64 after `whsec_`.
-pub fn standard_webhook_headers(secret: &str, body: &[u8]) -> Vec<(String, String)> {
-    use base64::{engine::general_purpose::STANDARD, Engine};
-    use hmac::{Hmac, Mac};
-
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let msg_id = format!("msg_{}", ulid::Ulid::new());
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    vec![
-        ("webhook-id".to_owned(), msg_id),
-        ("webhook-timestamp".to_owned(), timestamp),
-        ("webhook-signature".to_owned(), signature),
-    ]
 }
