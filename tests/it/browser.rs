@@ -15,11 +15,9 @@ use std::{
 };
 
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-use crate::harness::{spawn_app, spawn_app_with, TestApp};
+use crate::harness::{senders::github_push, spawn_app, spawn_app_with};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -292,32 +290,6 @@ impl Browser {
     async fn close(self) {
         self.client.close().await.unwrap();
     }
-}
-
-// ---- Senders --------------------------------------------------------------------------
-
-/// Posts a GitHub-style delivery signed with `secret`, as GitHub would.
-async fn github_push(
-    app: &TestApp,
-    webhook_id: &str,
-    secret: &str,
-    body: &str,
-) -> crate::harness::Resp {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let delivery = ulid::Ulid::new().to_string();
-    app.ingest(
-        webhook_id,
-        body.to_owned(),
-        &[
-            ("content-type", "application/json"),
-            ("x-github-event", "push"),
-            ("x-github-delivery", &delivery),
-            ("x-hub-signature-256", &signature),
-        ],
-    )
-    .await
 }
 
 fn css_str(s: &str) -> String {

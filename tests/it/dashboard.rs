@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use awc::http::header;
 use futures_util::StreamExt;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-use crate::harness::{spawn_app, spawn_app_with, Resp, TestApp};
+use crate::harness::{senders::github_push, spawn_app, spawn_app_with, Resp, TestApp};
 
 /// A signed-in browser, as far as the server can tell: the cookie and the CSRF token.
 struct Session {
@@ -82,24 +80,6 @@ fn cookie_attributes(set_cookie: &str) -> Vec<String> {
         .skip(1)
         .map(|a| a.trim().to_ascii_lowercase())
         .collect()
-}
-
-async fn github_push(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> Resp {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let delivery = ulid::Ulid::new().to_string();
-    app.ingest(
-        webhook_id,
-        body.to_owned(),
-        &[
-            ("content-type", "application/json"),
-            ("x-github-event", "push"),
-            ("x-github-delivery", &delivery),
-            ("x-hub-signature-256", &signature),
-        ],
-    )
-    .await
 }
 
 #[actix_web::test]

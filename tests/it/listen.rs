@@ -670,7 +670,7 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
 }
 
 /// A push as GitHub sends it, signed with the webhook's secret.
-fn github_push(secret: &str, body: &[u8]) -> Vec<(String, String)> {
+fn github_push_headers(secret: &str, body: &[u8]) -> Vec<(String, String)> {
     [
         ("content-type", "application/json".to_owned()),
         ("user-agent", "GitHub-Hookshot/5a1b2c3".to_owned()),
@@ -718,7 +718,7 @@ async fn forwarded_requests_carry_the_providers_headers_and_nothing_a_sender_add
     let _listen = listen(&app.base, &token, &["--forward-to", &local.url]);
 
     let body = br#"{"ref":"refs/heads/main"}"#;
-    let provider = github_push(secret, body);
+    let provider = github_push_headers(secret, body);
     let mut headers = provider.clone();
     headers.push((
         "connection".to_owned(),
@@ -775,7 +775,7 @@ async fn forward_header_and_its_environment_variable_pass_more_headers_by_name()
     let mut local = LocalApp::start(&[]).await;
     let body = br#"{"ref":"refs/heads/main"}"#;
     let send = || async {
-        let mut headers = github_push(secret, body);
+        let mut headers = github_push_headers(secret, body);
         for (k, v) in [
             ("X-Custom", "one"),
             ("X-Other", "two"),

@@ -7,6 +7,8 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::{HubClient, Resp};
+
 /// Seconds since the epoch, as the schemes' timestamps count them.
 pub fn now_secs() -> i64 {
     SystemTime::now()
@@ -24,6 +26,24 @@ pub fn hmac_hex(key: &[u8], content: &[u8]) -> String {
 /// GitHub's recipe: `sha256=` + hex HMAC-SHA256 of the body, keyed with the secret as text.
 pub fn github_signature(secret: &str, body: impl AsRef<[u8]>) -> String {
     format!("sha256={}", hmac_hex(secret.as_bytes(), body.as_ref()))
+}
+
+/// Posts a push to a GitHub webhook as GitHub does: signed with `secret`, with its own
+/// `X-GitHub-Delivery` so that the hub does not drop it as a repeat.
+pub async fn github_push(hub: &HubClient, webhook_id: &str, secret: &str, body: &str) -> Resp {
+    let signature = github_signature(secret, body);
+    let delivery = ulid::Ulid::new().to_string();
+    hub.ingest(
+        webhook_id,
+        body.to_owned(),
+        &[
+            ("content-type", "application/json"),
+            ("x-github-event", "push"),
+            ("x-github-delivery", &delivery),
+            ("x-hub-signature-256", &signature),
+        ],
+    )
+    .await
 }
 
 /// Standard Webhooks headers for `body`, made here by the published recipe (not by the
