@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::harness::{hookhub_cli, spawn_app, TestApp};
+use crate::harness::{hookhub_cli, keys, spawn_app, TestApp};
 
 async fn cli(app: &TestApp, args: &[&str]) -> Value {
     let out = hookhub_cli(app.data_dir.path(), args).await;
@@ -26,12 +26,6 @@ async fn cli(app: &TestApp, args: &[&str]) -> Value {
 async fn second_owner(app: &TestApp) -> String {
     let acct = cli(app, &["account", "create", "--name", "mallory"]).await;
     acct["token"].as_str().unwrap().to_owned()
-}
-
-fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
-    k.sort();
-    k
 }
 
 #[actix_web::test]

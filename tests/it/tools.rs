@@ -6,7 +6,7 @@ use std::{collections::VecDeque, time::Duration};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 
-use crate::harness::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
+use crate::harness::{keys, spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
 
 /// An agent's socket that keeps deliveries arriving while it waits for a call's result.
 struct Agent {
@@ -74,18 +74,6 @@ impl Agent {
         }
         self.sock.next_delivery(10).await
     }
-}
-
-/// The sorted field names of a JSON object.
-fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect();
-    k.sort();
-    k
 }
 
 /// The `error` of an HTTP error answer, checking its status.

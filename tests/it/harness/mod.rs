@@ -393,3 +393,15 @@ impl AgentSocket {
         let _ = self.framed.send(ws::Message::Close(None)).await;
     }
 }
+
+/// The sorted field names of a JSON object.
+pub fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
