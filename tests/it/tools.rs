@@ -1,12 +1,12 @@
 //! The agent's self-service tools over its socket: each one gives what its HTTP twin gives,
 //! reaches only the agent's own webhooks, survives bad calls, and runs beside deliveries.
 
-use std::{collections::VecDeque, time::Duration};
+use std::collections::VecDeque;
 
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 
-use crate::harness::{keys, spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
+use crate::harness::{keys, spawn_app, spawn_app_with, wait_status, AgentSocket, Resp, TestApp};
 
 /// An agent's socket that keeps deliveries arriving while it waits for a call's result.
 struct Agent {
@@ -96,35 +96,6 @@ async fn ingest_signed(app: &TestApp, webhook_id: &str, secret: &str, body: &str
     let r = app.ingest(webhook_id, body.to_owned(), &headers).await;
     assert_eq!(r.status, 202, "{:?}", r.json);
     s(&r.json["deliveryId"])
-}
-
-/// Waits until the activity shows the delivery in `status`.
-async fn wait_status(
-    app: &TestApp,
-    token: &str,
-    webhook_id: &str,
-    delivery_id: &str,
-    status: &str,
-) {
-    let path = format!("/v1/agents/me/webhooks/{webhook_id}/deliveries?limit=500");
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let list = app.get(&path, token).await;
-        assert_eq!(list.status, 200, "{:?}", list.json);
-        if let Some(d) = list.json["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["deliveryId"] == delivery_id)
-        {
-            if d["status"] == status {
-                return;
-            }
-            last = d.clone();
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{delivery_id} never became {status}; last seen {last}");
 }
 
 #[actix_web::test]

@@ -405,3 +405,33 @@ pub fn keys(v: &Value) -> Vec<String> {
     k.sort();
     k
 }
+
+/// A delivery as the agent's own activity shows it (`token` is the agent's), once it has
+/// `status`; fails after about 10 s.
+pub async fn wait_status(
+    hub: &HubClient,
+    token: &str,
+    webhook_id: &str,
+    delivery_id: &str,
+    status: &str,
+) -> Value {
+    let path = format!("/v1/agents/me/webhooks/{webhook_id}/deliveries?limit=500");
+    let mut last = Value::Null;
+    for _ in 0..400 {
+        let list = hub.get(&path, token).await;
+        assert_eq!(list.status, 200, "{:?}", list.json);
+        if let Some(d) = list.json["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["deliveryId"] == delivery_id)
+        {
+            if d["status"] == status {
+                return d.clone();
+            }
+            last = d.clone();
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{delivery_id} never became {status}; last seen {last}");
+}
