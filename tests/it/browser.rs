@@ -17,7 +17,7 @@ use std::{
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::harness::{senders::github_push, spawn_app, spawn_app_with};
+use crate::harness::{create_owner, senders::github_push, spawn_app, spawn_app_with};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -636,7 +636,7 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
 
     // A second owner sees none of the first owner's agents, even by their address (the
     // page still asks for the first owner's agent when they sign in).
-    let second_token = create_owner(app.data_dir.path(), "second owner").await;
+    let second_token = create_owner(&app, "second owner").await;
     b.sign_in(&second_token).await;
     assert_eq!(b.text("#account-name").await, "second owner");
     b.find("#not-found").await;
@@ -790,16 +790,4 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
     );
 
     b.close().await;
-}
-
-/// A second owner account, made the way an operator makes one: with the CLI.
-async fn create_owner(data_dir: &Path, name: &str) -> String {
-    let out = crate::harness::hookhub_cli(data_dir, &["account", "create", "--name", name]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    created["token"].as_str().unwrap().to_owned()
 }

@@ -8,7 +8,9 @@ use awc::http::header;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::harness::{senders::github_push, spawn_app, spawn_app_with, Resp, TestApp};
+use crate::harness::{
+    create_owner, senders::github_push, spawn_app, spawn_app_with, Resp, TestApp,
+};
 
 /// A signed-in browser, as far as the server can tell: the cookie and the CSRF token.
 struct Session {
@@ -552,19 +554,6 @@ async fn open_activity_streams_end_when_the_hub_shuts_down() {
         app.stop()
     );
     assert!(ended.is_ok(), "the stream was still open 5 s into shutdown");
-}
-
-async fn create_owner(app: &TestApp, name: &str) -> String {
-    let out =
-        crate::harness::hookhub_cli(app.data_dir.path(), &["account", "create", "--name", name])
-            .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["token"].as_str().unwrap().to_owned()
 }
 
 /// The session id is stored only hashed, and the CSRF token is not stored at all: a copy

@@ -68,6 +68,19 @@ pub async fn hookhub_cli(data_dir: &std::path::Path, args: &[&str]) -> std::proc
         .unwrap()
 }
 
+/// Another owner account on the hub, made the way an operator makes one: with the CLI.
+/// Its token.
+pub async fn create_owner(app: &TestApp, name: &str) -> String {
+    let out = hookhub_cli(app.data_dir.path(), &["account", "create", "--name", name]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    created["token"].as_str().unwrap().to_owned()
+}
+
 /// Starts a hub with the defaults on a fresh data directory.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
