@@ -1,19 +1,18 @@
 //! The delivery writer applies acks and sends in batches: every one still lands.
-#![allow(clippy::unwrap_used)]
-mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use common::{
-    spawn_app,
-    store::{new_delivery, seeded_store},
-};
 use hookhub::{
     domain::{
         ids::{AgentId, DeliveryId},
         DeliveryStatus, NewDelivery,
     },
     store::{BatchWriter, BatchWrites, InsertRow, SqliteBatch, StoreError},
+};
+
+use crate::harness::{
+    spawn_app,
+    store::{new_delivery, seeded_store},
 };
 
 #[actix_web::test]

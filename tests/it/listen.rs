@@ -1,9 +1,6 @@
 //! `hookhub listen`, run as the real binary against a real hub: forwarding into a local
 //! app that verifies signatures, retrying an app that fails, JSON lines on stdout, and a
 //! hub restart in the middle.
-// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -13,20 +10,19 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{
-    rt::time::{sleep, timeout},
-    web, App, HttpRequest, HttpResponse, HttpServer,
-};
+use actix_web::{rt::time::timeout, web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
-use common::{
-    process::{free_port, HubProcess},
-    spawn_app, HubClient,
-};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::mpsc;
+
+use crate::harness::{
+    process::{free_port, HubProcess},
+    senders::{github_signature, standard_webhook_headers},
+    spawn_app, wait_status, HubClient,
+};
 
 // ---------------------------------------------------------------------------------------
 // A child process with its stdout as lines and its stderr kept for failure messages.
@@ -227,12 +223,6 @@ fn standard_webhooks_valid(secret: &str, r: &Received) -> bool {
         .any(|s| s == expected)
 }
 
-fn github_signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// POSTs to a webhook URL; the delivery id of the 202.
 async fn post(
     client: &awc::Client,
@@ -314,47 +304,9 @@ async fn post_generic(app: &HubClient, webhook: &Value, body: &[u8]) -> String {
         &app.client,
         url,
         body,
-        &common::standard_webhook_headers(secret, body),
+        &standard_webhook_headers(secret, body),
     )
     .await
-}
-
-/// A delivery as the activity shows it, once it has the given status.
-async fn wait_status(
-    client: &awc::Client,
-    base: &str,
-    token: &str,
-    webhook_id: &str,
-    delivery_id: &str,
-    status: &str,
-) -> Value {
-    let url = format!("{base}/v1/agents/me/webhooks/{webhook_id}/deliveries?limit=500");
-    let mut last = Value::Null;
-    for _ in 0..400 {
-        let page: Value = client
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .limit(16 * 1024 * 1024)
-            .await
-            .unwrap();
-        if let Some(d) = page["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["deliveryId"] == delivery_id)
-        {
-            if d["status"] == status {
-                return d.clone();
-            }
-            last = d.clone();
-        }
-        sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{delivery_id} never became {status}; last seen {last}");
 }
 
 async fn activity(app: &HubClient, token: &str, webhook_id: &str, delivery_id: &str) -> Value {
@@ -492,7 +444,7 @@ async fn forward_to_hands_a_github_event_to_the_app_signed_both_ways() {
 
     // One line per delivery: time, webhook, event, the app's status, latency, id.
     for id in [&first, &second] {
-        let acked = wait_status(&app.client, &app.base, &token, &webhook_id, id, "acked").await;
+        let acked = wait_status(&app, &token, &webhook_id, id, "acked").await;
         let line = listen.line(10).await;
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols.len(), 6, "{line}");
@@ -537,8 +489,8 @@ async fn a_failing_app_is_retried_in_order_and_nothing_is_acked_before_it_succee
     }
     // The same delivery until it went through, and only then the next.
     assert_eq!(got, [a.as_str(), &a, &a, &b]);
-    wait_status(&app.client, &app.base, &token, wid, &a, "acked").await;
-    wait_status(&app.client, &app.base, &token, wid, &b, "acked").await;
+    wait_status(&app, &token, wid, &a, "acked").await;
+    wait_status(&app, &token, wid, &b, "acked").await;
     let line = listen.line(10).await;
     assert!(
         line.contains(&a) && line.contains(" 200 ") && line.ends_with("(attempt 3)"),
@@ -592,7 +544,7 @@ async fn without_forward_to_deliveries_are_json_lines_acked_once_written() {
         binary
     );
     for id in [&first, &second] {
-        wait_status(&app.client, &app.base, &token, &wid, id, "acked").await;
+        wait_status(&app, &token, &wid, id, "acked").await;
     }
 }
 
@@ -616,7 +568,7 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     let url = webhook["url"].as_str().unwrap().to_owned();
     let send = |n: usize| {
         let body = format!(r#"{{"type":"tick","n":{n}}}"#).into_bytes();
-        let headers = common::standard_webhook_headers(&secret, &body);
+        let headers = standard_webhook_headers(&secret, &body);
         (body, headers)
     };
 
@@ -669,7 +621,7 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
     // Everything arrived, once, in the order it was sent.
     assert_eq!(accepted, posted);
     for id in &posted {
-        wait_status(client, &remote.base, &token, &wid, id, "acked").await;
+        wait_status(&remote, &token, &wid, id, "acked").await;
     }
     // Nothing more comes: no delivery reaches the app twice.
     let extra = timeout(Duration::from_secs(2), local.seen.recv()).await;
@@ -677,7 +629,7 @@ async fn listen_survives_a_hub_restart_without_loss_or_duplicates() {
 }
 
 /// A push as GitHub sends it, signed with the webhook's secret.
-fn github_push(secret: &str, body: &[u8]) -> Vec<(String, String)> {
+fn github_push_headers(secret: &str, body: &[u8]) -> Vec<(String, String)> {
     [
         ("content-type", "application/json".to_owned()),
         ("user-agent", "GitHub-Hookshot/5a1b2c3".to_owned()),
@@ -725,7 +677,7 @@ async fn forwarded_requests_carry_the_providers_headers_and_nothing_a_sender_add
     let _listen = listen(&app.base, &token, &["--forward-to", &local.url]);
 
     let body = br#"{"ref":"refs/heads/main"}"#;
-    let provider = github_push(secret, body);
+    let provider = github_push_headers(secret, body);
     let mut headers = provider.clone();
     headers.push((
         "connection".to_owned(),
@@ -768,7 +720,7 @@ async fn forwarded_requests_carry_the_providers_headers_and_nothing_a_sender_add
             "x-hub-signature-256",
         ]
     );
-    wait_status(&app.client, &app.base, &token, wid, &id, "acked").await;
+    wait_status(&app, &token, wid, &id, "acked").await;
 }
 
 #[actix_web::test]
@@ -782,7 +734,7 @@ async fn forward_header_and_its_environment_variable_pass_more_headers_by_name()
     let mut local = LocalApp::start(&[]).await;
     let body = br#"{"ref":"refs/heads/main"}"#;
     let send = || async {
-        let mut headers = github_push(secret, body);
+        let mut headers = github_push_headers(secret, body);
         for (k, v) in [
             ("X-Custom", "one"),
             ("X-Other", "two"),
@@ -804,7 +756,7 @@ async fn forward_header_and_its_environment_variable_pass_more_headers_by_name()
     assert_eq!(r.header("x-github-event"), "push");
     assert!(!r.headers.contains_key("x-other"), "{:?}", r.headers);
     assert!(!r.headers.contains_key("authorization"), "{:?}", r.headers);
-    wait_status(&app.client, &app.base, &token, wid, &id, "acked").await;
+    wait_status(&app, &token, wid, &id, "acked").await;
     listening.kill();
 
     let _listening = listen_with_env(

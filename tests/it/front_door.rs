@@ -1,8 +1,6 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The front door under hostile senders: bodies that never finish, a sender holding as
 //! many half-sent requests as it can open, a throttled sender's connection. Spoken as raw
 //! HTTP/1.1 over TCP where a client library would not misbehave on purpose.
-mod common;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -11,13 +9,14 @@ use std::{
 };
 
 use actix_web::rt::time::timeout;
-use common::{
-    process::{free_port, rss_bytes, HubProcess},
-    spawn_app_with, HubClient,
-};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpSocket, TcpStream},
+};
+
+use crate::harness::{
+    process::{free_port, rss_bytes, HubProcess},
+    spawn_app_with, HubClient,
 };
 
 /// Connects from `from` (any address of the loopback range) to the hub.

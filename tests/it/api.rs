@@ -1,11 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The management API: accounts, agents, webhooks, ownership, errors, and the CLI.
-mod common;
 
 use std::process::Command;
 
-use common::{hookhub_cli, spawn_app, TestApp};
 use serde_json::{json, Value};
+
+use crate::harness::{hookhub_cli, keys, spawn_app, TestApp};
 
 async fn cli(app: &TestApp, args: &[&str]) -> Value {
     let out = hookhub_cli(app.data_dir.path(), args).await;
@@ -27,12 +26,6 @@ async fn cli(app: &TestApp, args: &[&str]) -> Value {
 async fn second_owner(app: &TestApp) -> String {
     let acct = cli(app, &["account", "create", "--name", "mallory"]).await;
     acct["token"].as_str().unwrap().to_owned()
-}
-
-fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
-    k.sort();
-    k
 }
 
 #[actix_web::test]
@@ -436,7 +429,7 @@ async fn the_database_holds_no_plaintext_secret_or_token() {
     assert_eq!(r.status, 204);
     app.stop().await;
 
-    let bytes = common::process::database_bytes(app.data_dir.path());
+    let bytes = crate::harness::process::database_bytes(app.data_dir.path());
     assert!(bytes.len() > 4096, "the database was read");
     let haystack = String::from_utf8_lossy(&bytes);
     for needle in [
@@ -539,14 +532,14 @@ async fn unknown_routes_and_health() {
 /// may appear in what the hub writes to its log.
 #[actix_web::test]
 async fn logs_never_contain_tokens_or_secrets() {
-    use common::process::{free_port, HubProcess};
+    use crate::harness::process::{free_port, HubProcess};
     let data = tempfile::tempdir().unwrap();
     let log_path = data.path().join("hub.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = free_port();
     let mut hub = HubProcess::start_with(data.path(), port, &[], log.into(), "trace");
     let owner = hub.owner_token.clone().unwrap();
-    let client = common::HubClient::new(port, &owner);
+    let client = crate::harness::HubClient::new(port, &owner);
     let (agent, agent_token) = client.create_agent("bot").await;
     let wh = client.create_webhook(&owner, &agent, "pay", "stripe").await;
     let wid = wh["webhookId"].as_str().unwrap();
@@ -595,7 +588,7 @@ async fn logs_never_contain_tokens_or_secrets() {
 /// 10 s (and one at shutdown for the rest), never one line each, and the hub serves on.
 #[actix_web::test]
 async fn malformed_requests_are_counted_and_summarised_not_logged_as_errors() {
-    use common::process::{free_port, HubProcess};
+    use crate::harness::process::{free_port, HubProcess};
     use std::io::{Read, Write};
 
     let data = tempfile::tempdir().unwrap();
@@ -624,7 +617,7 @@ async fn malformed_requests_are_counted_and_summarised_not_logged_as_errors() {
         );
     }
 
-    let client = common::HubClient::new(port, "");
+    let client = crate::harness::HubClient::new(port, "");
     assert_eq!(
         client.request("GET", "/healthz", None, None).await.status,
         200
@@ -699,7 +692,7 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
 #[cfg(unix)]
 #[actix_web::test]
 async fn data_files_are_private_to_the_user_the_hub_runs_as() {
-    use common::process::{free_port, HubProcess};
+    use crate::harness::process::{free_port, HubProcess};
     use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &std::path::Path) -> u32 {
@@ -727,7 +720,7 @@ async fn data_files_are_private_to_the_user_the_hub_runs_as() {
         }
     }
     async fn write_some(port: u16, owner: &str) {
-        let client = common::HubClient::new(port, owner);
+        let client = crate::harness::HubClient::new(port, owner);
         let (agent, _) = client.create_agent("bot").await;
         let wh = client.create_webhook(owner, &agent, "gh", "generic").await;
         let r = client

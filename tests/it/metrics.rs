@@ -1,10 +1,8 @@
 //! `/metrics`: the counters move with what the hub really did.
-#![allow(clippy::unwrap_used)]
-mod common;
 
 use std::time::Duration;
 
-use common::{spawn_app, TestApp};
+use crate::harness::{spawn_app, TestApp};
 
 /// The value of an unlabelled sample, e.g. `hookhub_deliveries_acked_total`.
 fn sample(text: &str, name: &str) -> f64 {

@@ -6,34 +6,15 @@
 //! `standardwebhooks` crate (the Standard Webhooks reference library) for generic posts, and
 //! by each provider's documented recipe for the others. What the agent receives is checked
 //! with the reference library too.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use common::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn hmac_hex(key: &[u8], content: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(content);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// GitHub's recipe: `sha256=` + hex HMAC-SHA256 of the body, keyed with the secret as text.
-fn github_signature(secret: &str, body: &str) -> String {
-    format!("sha256={}", hmac_hex(secret.as_bytes(), body.as_bytes()))
-}
+use crate::harness::{
+    senders::{github_signature, hmac_hex, now_secs},
+    spawn_app, spawn_app_with, AgentSocket, Resp, TestApp,
+};
 
 /// Stripe's recipe: `t=<unix>,v1=<hex HMAC-SHA256("{t}.{body}")>`.
 fn stripe_signature(secret: &str, t: i64, body: &str) -> String {
@@ -708,7 +689,7 @@ async fn frames_after_a_rotation_are_signed_with_the_new_secret() {
 /// real sender's delivery still goes through.
 #[actix_web::test]
 async fn a_flood_of_forged_requests_stores_little_and_never_crowds_out_the_real_sender() {
-    use common::process::{dir_size, free_port, HubProcess};
+    use crate::harness::process::{dir_size, free_port, HubProcess};
     use futures_util::StreamExt;
     use sha2::Digest;
 
@@ -721,7 +702,7 @@ async fn a_flood_of_forged_requests_stores_little_and_never_crowds_out_the_real_
         std::process::Stdio::null(),
         "info",
     );
-    let client = common::HubClient::new(hub.port, hub.owner_token.as_deref().unwrap());
+    let client = crate::harness::HubClient::new(hub.port, hub.owner_token.as_deref().unwrap());
     let (agent, token) = client.create_agent("bot").await;
     let wh = client
         .create_webhook(&client.owner_token, &agent, "gh", "github")

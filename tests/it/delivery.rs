@@ -1,6 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Realtime delivery: ingest, the agent socket, the offline backlog, acks and activity.
-mod common;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -9,12 +7,13 @@ use std::{
 
 use actix_web::rt::time::sleep;
 use base64::{engine::general_purpose::STANDARD, Engine};
-use common::{
+use futures_util::{stream, SinkExt, StreamExt};
+use serde_json::{json, Value};
+
+use crate::harness::{
     process::{free_port, HubProcess},
     spawn_app, spawn_app_with, AgentSocket, HubClient, Incoming,
 };
-use futures_util::{stream, SinkExt, StreamExt};
-use serde_json::{json, Value};
 
 /// Posts `per_stream` numbered events on each of `streams` concurrent streams, each stream
 /// sequential, so that each stream has a defined receipt order. Returns the accepted ids
@@ -794,7 +793,7 @@ async fn post_numbered(
     n: &mut usize,
     len: usize,
     accepted: &mut Vec<(String, String)>,
-) -> common::Resp {
+) -> crate::harness::Resp {
     let mut body = format!("{n:06}:");
     body.extend(std::iter::repeat_n('x', len - body.len()));
     *n += 1;

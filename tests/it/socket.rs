@@ -1,8 +1,6 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The agent socket's wire (RFC 6455) as a hostile or unusual client speaks it: frames over
 //! the limit, fragmented messages, protocol violations. Frames the client codec would not
 //! produce are written to the socket as raw bytes.
-mod common;
 
 use std::time::Duration;
 
@@ -10,13 +8,14 @@ use actix_http::ws::Item;
 use actix_web::rt::time::sleep;
 use awc::ws::{self, CloseCode};
 use bytes::Bytes;
-use common::{
-    process::{free_port, rss_bytes, HubProcess},
-    spawn_app, AgentSocket, HubClient, Incoming,
-};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
+
+use crate::harness::{
+    process::{free_port, rss_bytes, HubProcess},
+    spawn_app, AgentSocket, HubClient, Incoming,
+};
 
 const TEXT: u8 = 0x1;
 const CONTINUATION: u8 = 0x0;
@@ -279,7 +278,7 @@ async fn memory_per_agent_is_bounded_in_bytes_and_returned_when_it_leaves() {
 /// backlog or pushed live.
 #[actix_web::test]
 async fn deliveries_of_mixed_sizes_pass_a_small_byte_window_in_order() {
-    let app = common::spawn_app_with(|c| {
+    let app = crate::harness::spawn_app_with(|c| {
         c.window = 10;
         c.window_bytes = 1000;
     })

@@ -1,6 +1,5 @@
 //! The test harness: a real hookhub on port 0 with a fresh data directory, spoken to over
 //! real HTTP and real WebSockets.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 pub mod process;
+pub mod senders;
 pub mod store;
 
 /// An in-process hub. Derefs to [`HubClient`] for talking to it.
@@ -66,6 +66,19 @@ pub async fn hookhub_cli(data_dir: &std::path::Path, args: &[&str]) -> std::proc
     actix_web::rt::task::spawn_blocking(move || command.output().expect("hookhub runs"))
         .await
         .unwrap()
+}
+
+/// Another owner account on the hub, made the way an operator makes one: with the CLI.
+/// Its token.
+pub async fn create_owner(app: &TestApp, name: &str) -> String {
+    let out = hookhub_cli(app.data_dir.path(), &["account", "create", "--name", name]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    created["token"].as_str().unwrap().to_owned()
 }
 
 /// Starts a hub with the defaults on a fresh data directory.
@@ -201,7 +214,7 @@ impl HubClient {
     }
 
     /// Standard Webhooks headers for `body`, signed with the secret of a webhook made
-    /// through this client (see [`standard_webhook_headers`]).
+    /// through this client (see [`senders::standard_webhook_headers`]).
     pub fn signed_headers(&self, webhook_id: &str, body: &[u8]) -> Vec<(String, String)> {
         let secret = self
             .secrets
@@ -210,7 +223,7 @@ impl HubClient {
             .get(webhook_id)
             .cloned()
             .expect("a webhook created through this client");
-        standard_webhook_headers(&secret, body)
+        senders::standard_webhook_headers(&secret, body)
     }
 
     /// Creates an agent under the first owner: `(agentId, token)`.
@@ -394,29 +407,44 @@ impl AgentSocket {
     }
 }
 
-/// Standard Webhooks headers for `body`, made here by the published recipe (not by the
-/// hub's code): a fresh `webhook-id`, the current time, and `v1,` + base64 HMAC-SHA256 of
-/// `id.timestamp.body` keyed with the base64 after `whsec_`.
-pub fn standard_webhook_headers(secret: &str, body: &[u8]) -> Vec<(String, String)> {
-    use base64::{engine::general_purpose::STANDARD, Engine};
-    use hmac::{Hmac, Mac};
+/// The sorted field names of a JSON object.
+pub fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
 
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let msg_id = format!("msg_{}", ulid::Ulid::new());
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    vec![
-        ("webhook-id".to_owned(), msg_id),
-        ("webhook-timestamp".to_owned(), timestamp),
-        ("webhook-signature".to_owned(), signature),
-    ]
+/// A delivery as the agent's own activity shows it (`token` is the agent's), once it has
+/// `status`; fails after about 10 s.
+pub async fn wait_status(
+    hub: &HubClient,
+    token: &str,
+    webhook_id: &str,
+    delivery_id: &str,
+    status: &str,
+) -> Value {
+    let path = format!("/v1/agents/me/webhooks/{webhook_id}/deliveries?limit=500");
+    let mut last = Value::Null;
+    for _ in 0..400 {
+        let list = hub.get(&path, token).await;
+        assert_eq!(list.status, 200, "{:?}", list.json);
+        if let Some(d) = list.json["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["deliveryId"] == delivery_id)
+        {
+            if d["status"] == status {
+                return d.clone();
+            }
+            last = d.clone();
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{delivery_id} never became {status}; last seen {last}");
 }

@@ -1,11 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Retention works in bounded steps, so a large sweep never holds the writer for long.
 
-mod common;
-
-use common::store::{new_delivery, seeded_store};
 use hookhub::domain::DeliveryStatus;
 use hookhub::store::{BatchWriter, RETENTION_STEP};
+
+use crate::harness::store::{new_delivery, seeded_store};
 
 #[actix_web::test]
 async fn retention_proceeds_in_bounded_steps() {

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! A data directory written by an earlier version opens with every delivery intact, and
 //! without what a later version no longer keeps.
 

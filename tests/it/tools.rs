@@ -1,14 +1,12 @@
 //! The agent's self-service tools over its socket: each one gives what its HTTP twin gives,
 //! reaches only the agent's own webhooks, survives bad calls, and runs beside deliveries.
-// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 
-use std::{collections::VecDeque, time::Duration};
+use std::collections::VecDeque;
 
-use common::{spawn_app, spawn_app_with, AgentSocket, Resp, TestApp};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
+
+use crate::harness::{keys, spawn_app, spawn_app_with, wait_status, AgentSocket, Resp, TestApp};
 
 /// An agent's socket that keeps deliveries arriving while it waits for a call's result.
 struct Agent {
@@ -78,18 +76,6 @@ impl Agent {
     }
 }
 
-/// The sorted field names of a JSON object.
-fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect();
-    k.sort();
-    k
-}
-
 /// The `error` of an HTTP error answer, checking its status.
 fn http_error(r: &Resp, status: u16) -> Value {
     assert_eq!(r.status, status, "{:?}", r.json);
@@ -104,41 +90,12 @@ fn s(v: &Value) -> String {
 
 /// Sends a body to a generic webhook, signed the Standard Webhooks way with its secret.
 async fn ingest_signed(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> String {
-    let signed = common::standard_webhook_headers(secret, body.as_bytes());
+    let signed = crate::harness::senders::standard_webhook_headers(secret, body.as_bytes());
     let mut headers = vec![("content-type", "application/json")];
     headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let r = app.ingest(webhook_id, body.to_owned(), &headers).await;
     assert_eq!(r.status, 202, "{:?}", r.json);
     s(&r.json["deliveryId"])
-}
-
-/// Waits until the activity shows the delivery in `status`.
-async fn wait_status(
-    app: &TestApp,
-    token: &str,
-    webhook_id: &str,
-    delivery_id: &str,
-    status: &str,
-) {
-    let path = format!("/v1/agents/me/webhooks/{webhook_id}/deliveries?limit=500");
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let list = app.get(&path, token).await;
-        assert_eq!(list.status, 200, "{:?}", list.json);
-        if let Some(d) = list.json["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["deliveryId"] == delivery_id)
-        {
-            if d["status"] == status {
-                return;
-            }
-            last = d.clone();
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{delivery_id} never became {status}; last seen {last}");
 }
 
 #[actix_web::test]

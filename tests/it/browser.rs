@@ -5,9 +5,6 @@
 //! Needs `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`);
 //! without them this test fails and says so. Set `HOOKHUB_SCREENSHOTS=<dir>` to keep a
 //! screenshot of each main page as `<dir>/dash-<page>.png`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::{
     io::{Read, Write},
@@ -17,11 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{spawn_app, spawn_app_with, TestApp};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
+
+use crate::harness::{create_owner, senders::github_push, spawn_app, spawn_app_with};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -294,27 +290,6 @@ impl Browser {
     async fn close(self) {
         self.client.close().await.unwrap();
     }
-}
-
-// ---- Senders --------------------------------------------------------------------------
-
-/// Posts a GitHub-style delivery signed with `secret`, as GitHub would.
-async fn github_push(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> common::Resp {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let delivery = ulid::Ulid::new().to_string();
-    app.ingest(
-        webhook_id,
-        body.to_owned(),
-        &[
-            ("content-type", "application/json"),
-            ("x-github-event", "push"),
-            ("x-github-delivery", &delivery),
-            ("x-hub-signature-256", &signature),
-        ],
-    )
-    .await
 }
 
 fn css_str(s: &str) -> String {
@@ -661,7 +636,7 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
 
     // A second owner sees none of the first owner's agents, even by their address (the
     // page still asks for the first owner's agent when they sign in).
-    let second_token = create_owner(app.data_dir.path(), "second owner").await;
+    let second_token = create_owner(&app, "second owner").await;
     b.sign_in(&second_token).await;
     assert_eq!(b.text("#account-name").await, "second owner");
     b.find("#not-found").await;
@@ -815,16 +790,4 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
     );
 
     b.close().await;
-}
-
-/// A second owner account, made the way an operator makes one: with the CLI.
-async fn create_owner(data_dir: &Path, name: &str) -> String {
-    let out = common::hookhub_cli(data_dir, &["account", "create", "--name", name]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    created["token"].as_str().unwrap().to_owned()
 }

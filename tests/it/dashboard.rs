@@ -1,18 +1,16 @@
 //! The dashboard over plain HTTP: its page and headers, the sign-in session and its
 //! cookie, CSRF protection, sign-out, expiry, the live activity stream, and the agent
 //! listing's backlog.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use awc::http::header;
-use common::{spawn_app, spawn_app_with, Resp, TestApp};
 use futures_util::StreamExt;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
+
+use crate::harness::{
+    create_owner, senders::github_push, spawn_app, spawn_app_with, Resp, TestApp,
+};
 
 /// A signed-in browser, as far as the server can tell: the cookie and the CSRF token.
 struct Session {
@@ -84,24 +82,6 @@ fn cookie_attributes(set_cookie: &str) -> Vec<String> {
         .skip(1)
         .map(|a| a.trim().to_ascii_lowercase())
         .collect()
-}
-
-async fn github_push(app: &TestApp, webhook_id: &str, secret: &str, body: &str) -> Resp {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let delivery = ulid::Ulid::new().to_string();
-    app.ingest(
-        webhook_id,
-        body.to_owned(),
-        &[
-            ("content-type", "application/json"),
-            ("x-github-event", "push"),
-            ("x-github-delivery", &delivery),
-            ("x-hub-signature-256", &signature),
-        ],
-    )
-    .await
 }
 
 #[actix_web::test]
@@ -576,18 +556,6 @@ async fn open_activity_streams_end_when_the_hub_shuts_down() {
     assert!(ended.is_ok(), "the stream was still open 5 s into shutdown");
 }
 
-async fn create_owner(app: &TestApp, name: &str) -> String {
-    let out =
-        common::hookhub_cli(app.data_dir.path(), &["account", "create", "--name", name]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
-
 /// The session id is stored only hashed, and the CSRF token is not stored at all: a copy
 /// of the database hands out neither, although it holds every live session.
 #[actix_web::test]
@@ -627,7 +595,7 @@ async fn the_database_holds_no_csrf_token() {
     assert_eq!(stored, 2, "both sessions are in the database");
     conn.close().await.unwrap();
 
-    let bytes = common::process::database_bytes(app.data_dir.path());
+    let bytes = crate::harness::process::database_bytes(app.data_dir.path());
     assert!(bytes.len() > 4096, "the database was read");
     let haystack = String::from_utf8_lossy(&bytes);
     for session in &sessions {
