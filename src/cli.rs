@@ -163,10 +163,10 @@ async fn agent_create(account: &str, name: &str, data_dir: &std::path::Path) -> 
     let account_id = AccountId::parse(account)
         .ok_or_else(|| format!("`{account}` is not an account id (acct_…)"))?;
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > agents::MAX_NAME {
+    if name.is_empty() || name.chars().count() > crate::domain::MAX_NAME {
         return Err(format!(
             "--name must be 1 to {} characters",
-            agents::MAX_NAME
+            crate::domain::MAX_NAME
         ));
     }
     let store = Store::open(data_dir).await.map_err(|e| e.to_string())?;

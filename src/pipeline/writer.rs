@@ -20,6 +20,7 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -225,24 +226,38 @@ impl DeliveryWriter {
         }
     }
 
-    /// Acks need no answer, and losing one only means a delivery is sent again, so a
-    /// session never waits for the writer: it queues, or hands the wait to a task.
-    pub fn ack(&self, agent_id: AgentId, id: DeliveryId) {
-        self.fire(Op::Ack(agent_id, id));
+    /// Records an ack. Nobody waits for its commit, so it is only queued; when the queue
+    /// is full, what comes back is the wait for room, which the session sits out before it
+    /// reads more from its socket: a flood of acks is held back by the agent's TCP window,
+    /// not by the hub's memory.
+    #[must_use = "a full queue hands back a wait that must be awaited"]
+    pub fn ack(&self, agent_id: AgentId, id: DeliveryId) -> Option<impl Future<Output = ()>> {
+        self.queue(Op::Ack(agent_id, id))
     }
 
-    pub fn sent(&self, agent_id: AgentId, ids: Vec<DeliveryId>) {
-        if !ids.is_empty() {
-            self.fire(Op::Sent(agent_id, ids));
+    /// Records that deliveries were sent; queued like [`DeliveryWriter::ack`].
+    #[must_use = "a full queue hands back a wait that must be awaited"]
+    pub fn sent(
+        &self,
+        agent_id: AgentId,
+        ids: Vec<DeliveryId>,
+    ) -> Option<impl Future<Output = ()>> {
+        if ids.is_empty() {
+            return None;
         }
+        self.queue(Op::Sent(agent_id, ids))
     }
 
-    fn fire(&self, op: Op) {
-        if let Err(mpsc::error::TrySendError::Full(op)) = self.tx.try_send(op) {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(op).await;
-            });
+    fn queue(&self, op: Op) -> Option<impl Future<Output = ()>> {
+        match self.tx.try_send(op) {
+            // Closed: the hub is stopping, and the op would be lost with the writer anyway.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+            Err(mpsc::error::TrySendError::Full(op)) => {
+                let tx = self.tx.clone();
+                Some(async move {
+                    let _ = tx.send(op).await;
+                })
+            }
         }
     }
 
@@ -749,5 +764,34 @@ impl Deferred {
             acked += n;
         }
         Ok(acked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle on a queue of one, with the receiving end the test holds.
+    fn handle() -> (DeliveryWriter, mpsc::Receiver<Op>) {
+        let (tx, rx) = mpsc::channel(1);
+        let (_health_tx, health) = watch::channel(None);
+        (DeliveryWriter { tx, health }, rx)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_hands_the_wait_back_instead_of_spawning_it() {
+        let (writer, mut rx) = handle();
+        let agent = AgentId::generate();
+        assert!(writer.ack(agent.clone(), DeliveryId::generate()).is_none());
+        let wait = writer
+            .ack(agent.clone(), DeliveryId::generate())
+            .expect("a full queue makes the caller wait");
+        // Nothing was queued behind the caller's back: the queue still holds only the first.
+        assert!(matches!(rx.try_recv(), Ok(Op::Ack(..))));
+        assert!(rx.try_recv().is_err());
+        // Once the writer has taken one, the wait ends and the second op is queued.
+        wait.await;
+        assert!(matches!(rx.try_recv(), Ok(Op::Ack(..))));
+        assert!(writer.sent(agent, Vec::new()).is_none(), "nothing to record");
     }
 }

@@ -9,14 +9,12 @@ use crate::{
     store::Store,
 };
 
-pub const MAX_NAME: usize = 200;
-
 pub async fn create_account(store: &Store, name: &str) -> Result<CreatedAccount, ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME {
+    if name.is_empty() || name.chars().count() > crate::domain::MAX_NAME {
         return Err(ApiError::invalid(
             "name",
-            format!("`name` must be 1 to {MAX_NAME} characters"),
+            format!("`name` must be 1 to {} characters", crate::domain::MAX_NAME),
         ));
     }
     let id = AccountId::generate();

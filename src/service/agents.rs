@@ -15,8 +15,6 @@ use crate::{
     store::Store,
 };
 
-pub const MAX_NAME: usize = 200;
-
 fn owner_only(caller: &Caller) -> Result<&AccountId, ApiError> {
     match caller {
         Caller::Owner(account_id) => Ok(account_id),
@@ -48,7 +46,7 @@ pub async fn create_agent(
 
 pub async fn create(hub: &Hub, caller: &Caller, body: &Object) -> Result<CreatedAgent, ApiError> {
     let account_id = owner_only(caller)?;
-    let name = input::required_str(body, "name", MAX_NAME)?;
+    let name = input::required_str(body, "name", crate::domain::MAX_NAME)?;
     create_agent(&hub.store, account_id, &name).await
 }
 

@@ -178,7 +178,9 @@ impl AgentSession {
             }
         }
         let ids = sends.iter().map(|s| s.delivery.id.clone()).collect();
-        self.hub.writer.sent(self.agent_id().clone(), ids);
+        if let Some(room) = self.hub.writer.sent(self.agent_id().clone(), ids) {
+            ctx.wait(room.into_actor(self));
+        }
         true
     }
 
@@ -231,7 +233,10 @@ impl AgentSession {
             return;
         };
         self.window.ack(&id);
-        self.hub.writer.ack(self.agent_id().clone(), id);
+        if let Some(room) = self.hub.writer.ack(self.agent_id().clone(), id) {
+            // Nothing more from this socket until the writer has room for it.
+            ctx.wait(room.into_actor(self));
+        }
         self.fill_window(ctx);
     }
 
