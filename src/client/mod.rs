@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 use tokio::{io::AsyncWriteExt, sync::mpsc};
 
 use crate::{
-    crypto::{Secret, AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX},
+    crypto::{parse_secret, Secret, AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX},
     protocol,
 };
 use forward::{Delivery, Forwarder};
@@ -96,10 +96,6 @@ pub struct ListenArgs {
     /// Longest wait between two tries, reconnecting to the hub or retrying the app.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     max_backoff: Duration,
-}
-
-fn parse_secret(s: &str) -> Result<Secret, String> {
-    Ok(Secret::new(s.to_owned()))
 }
 
 /// The names one `--forward-header` gives. A list rather than clap's own delimiter, so
