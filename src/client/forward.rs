@@ -20,7 +20,7 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::Backoff;
+use super::backoff::Backoff;
 use crate::{
     clock,
     domain::{headers::HOP_BY_HOP, Provider},
