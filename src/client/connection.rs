@@ -9,17 +9,14 @@ use std::{
 
 use awc::{http::StatusCode, ws, Client};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::{
     args::ListenArgs,
     backoff::Backoff,
-    forward::Delivery,
     ledger::{Arrival, Ledger},
 };
-use crate::protocol;
+use crate::protocol::{self, AgentFrame, DeliveryFrame, HubFrameType};
 
 /// The largest frame accepted from the hub: a 25 MiB body that is not UTF-8 is about
 /// 34 MiB of base64, with its headers around it.
@@ -42,20 +39,23 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Sends an ack on the current connection; false if there is none to send it on.
+    /// Sends an ack on the current connection; false if it was not sent (there is none).
     pub(super) fn ack(&mut self, delivery_id: &str) -> bool {
-        let frame = json!({ "type": "ack", "deliveryId": delivery_id }).to_string();
-        match &self.link {
-            Some(link) => link.try_send(ws::Message::Text(frame.into())).is_ok(),
-            None => false,
-        }
+        let Some(link) = &self.link else {
+            return false;
+        };
+        let ack = AgentFrame::Ack {
+            delivery_id: delivery_id.to_owned(),
+        };
+        serde_json::to_string(&ack)
+            .is_ok_and(|frame| link.try_send(ws::Message::Text(frame.into())).is_ok())
     }
 }
 
-/// A delivery taken from the hub: its frame as received, and what forwarding needs.
+/// A delivery taken from the hub: its frame as received, which stdout prints, and decoded.
 pub(super) struct Taken {
     pub(super) raw: String,
-    pub(super) delivery: Delivery,
+    pub(super) delivery: DeliveryFrame<'static>,
 }
 
 /// Connects, reads until the connection ends, and connects again, with backoff. Returns
@@ -197,25 +197,29 @@ fn on_text(text: &[u8], shared: &Rc<RefCell<Shared>>, queue: &mpsc::UnboundedSen
         tracing::warn!("the hub sent a text frame that is not UTF-8; ignored");
         return;
     };
-    let frame = serde_json::from_str::<Value>(raw).unwrap_or(Value::Null);
-    match frame["type"].as_str() {
-        Some("delivery") => {}
-        Some("error") => {
+    match HubFrameType::of(raw) {
+        Some(HubFrameType::Delivery) => {}
+        Some(HubFrameType::Error) => {
             tracing::warn!(frame = %raw, "the hub reported an error");
             return;
         }
-        _ => {
+        Some(HubFrameType::Result) | None => {
             tracing::debug!(frame = %raw, "ignored a frame");
             return;
         }
     }
-    let delivery = match Delivery::deserialize(&frame) {
+    let delivery = match serde_json::from_str::<DeliveryFrame<'static>>(raw) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "a delivery frame could not be read; left unacked");
             return;
         }
     };
+    // Forwarding counts on both: a delivery it could not hand over whole is not taken.
+    if let Err(e) = delivery.header_map() {
+        tracing::warn!(delivery_id = %delivery.delivery_id, error = %e, "a delivery frame could not be read; left unacked");
+        return;
+    }
     if let Err(e) = delivery.body_bytes() {
         tracing::warn!(delivery_id = %delivery.delivery_id, error = %e, "left unacked");
         return;
