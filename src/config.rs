@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use crate::crypto::Secret;
+use crate::crypto::{parse_secret, Secret};
 
 #[derive(Clone, Debug, Args)]
 pub struct Config {
@@ -107,10 +107,6 @@ pub struct Config {
     /// How long a dashboard sign-in lasts before the owner must sign in again.
     #[arg(long, env = "HOOKHUB_SESSION_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_ttl: Duration,
-}
-
-fn parse_secret(s: &str) -> Result<Secret, String> {
-    Ok(Secret::new(s.to_owned()))
 }
 
 impl Config {

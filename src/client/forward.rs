@@ -16,14 +16,13 @@ use awc::{
     http::header::{HeaderName, HeaderValue},
     Client,
 };
-use base64::{engine::general_purpose::STANDARD, Engine};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::Backoff;
+use super::backoff::Backoff;
 use crate::{
     clock,
     domain::{headers::HOP_BY_HOP, Provider},
+    protocol::DeliveryFrame,
 };
 
 /// How long one request to the app may take before it counts as failed.
@@ -94,46 +93,20 @@ fn named_by_connection(headers: &Map<String, Value>) -> Vec<String> {
         .collect()
 }
 
-/// The parts of a `delivery` frame that forwarding needs.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Delivery {
-    pub delivery_id: String,
-    pub webhook_id: String,
-    /// Whose headers to forward; one this build does not know forwards none of its own.
-    #[serde(default)]
-    pub provider: Option<String>,
-    #[serde(default)]
-    pub event: Option<String>,
-    #[serde(default)]
-    pub headers: Map<String, Value>,
-    pub body: String,
-    pub body_encoding: String,
-    #[serde(default)]
-    pub signature: Option<Map<String, Value>>,
-}
-
-impl Delivery {
-    /// The body's bytes exactly as the provider sent them.
-    pub fn body_bytes(&self) -> Result<Vec<u8>, String> {
-        match self.body_encoding.as_str() {
-            "utf8" => Ok(self.body.as_bytes().to_vec()),
-            "base64" => STANDARD
-                .decode(&self.body)
-                .map_err(|e| format!("the body is not valid base64: {e}")),
-            other => Err(format!("unknown bodyEncoding `{other}`")),
-        }
-    }
-
+// The forwarding rules live here, with the allow-list, rather than with the frame.
+impl DeliveryFrame<'_> {
     /// The headers of the request to the app, in order: the provider's that pass (see the
     /// module's comment; `also` are the names the user added), then the hub's signature.
     /// Names or values HTTP cannot carry are left out.
     pub fn forward_headers(&self, also: &[HeaderName]) -> Vec<(HeaderName, HeaderValue)> {
-        let signed = self.signature.as_ref().filter(|s| !s.is_empty());
-        let provider = self.provider.as_deref().and_then(Provider::parse);
-        let hop = named_by_connection(&self.headers);
-        let mut out = Vec::with_capacity(self.headers.len() + 3);
-        for (name, value) in &self.headers {
+        // Checked when the frame was read: a delivery whose headers are not an object is
+        // not taken.
+        let headers = self.header_map().unwrap_or_default();
+        let signed = self.signature.as_deref();
+        let provider = Provider::parse(&self.provider);
+        let hop = named_by_connection(&headers);
+        let mut out = Vec::with_capacity(headers.len() + 3);
+        for (name, value) in &headers {
             let lower = name.to_ascii_lowercase();
             let name = lower.as_str();
             let allowed = CONTENT_HEADERS.contains(&name)
@@ -145,13 +118,14 @@ impl Delivery {
             {
                 continue;
             }
-            if let Some(pair) = header(name, value) {
+            if let Some(pair) = value.as_str().and_then(|value| header(name, value)) {
                 out.push(pair);
             }
         }
         if let Some(signature) = signed {
-            for name in SIGNATURE_HEADERS {
-                if let Some(pair) = signature.get(name).and_then(|v| header(name, v)) {
+            let values = [&signature.id, &signature.timestamp, &signature.signature];
+            for (name, value) in SIGNATURE_HEADERS.iter().zip(values) {
+                if let Some(pair) = header(name, value) {
                     out.push(pair);
                 }
             }
@@ -160,8 +134,7 @@ impl Delivery {
     }
 }
 
-fn header(name: &str, value: &Value) -> Option<(HeaderName, HeaderValue)> {
-    let value = value.as_str()?;
+fn header(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
     let pair = (
         HeaderName::from_bytes(name.as_bytes()).ok()?,
         HeaderValue::from_str(value).ok()?,
@@ -189,7 +162,7 @@ impl Forwarder {
 
     /// Posts the delivery until the app answers 2xx, then prints its line. Later
     /// deliveries wait meanwhile: the app sees events in the order the hub received them.
-    pub async fn forward(&self, d: &Delivery) {
+    pub async fn forward(&self, d: &DeliveryFrame<'_>) {
         let body = match d.body_bytes() {
             Ok(body) => bytes::Bytes::from(body),
             // Checked when the frame was read; a frame that fails here is not taken.
@@ -252,7 +225,7 @@ impl Forwarder {
 
 /// One line per delivery on stdout: when, which webhook, which event, the app's status,
 /// how long the app took, and the delivery id to look it up by.
-fn print_line(d: &Delivery, status: &str, latency: Duration, attempt: u32) {
+fn print_line(d: &DeliveryFrame<'_>, status: &str, latency: Duration, attempt: u32) {
     let tries = if attempt > 1 {
         format!("  (attempt {attempt})")
     } else {
@@ -275,11 +248,14 @@ fn print_line(d: &Delivery, status: &str, latency: Duration, attempt: u32) {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use base64::{engine::general_purpose::STANDARD, Engine};
     use serde_json::json;
 
     use super::*;
 
-    fn delivery(v: Value) -> Delivery {
+    fn delivery(v: Value) -> DeliveryFrame<'static> {
         serde_json::from_value(v).unwrap()
     }
 
@@ -357,13 +333,16 @@ mod tests {
     }
 
     fn forwarded_names(provider: &str, headers: Map<String, Value>, also: &[&str]) -> Vec<String> {
-        let d = Delivery {
+        let d = DeliveryFrame {
             delivery_id: "dlv_1".into(),
             webhook_id: "whk_1".into(),
-            provider: Some(provider.into()),
+            provider: provider.into(),
             event: None,
-            headers,
-            body: String::new(),
+            received_at: String::new(),
+            attempt: 1,
+            verified: true,
+            headers: Cow::Owned(serde_json::value::to_raw_value(&headers).unwrap()),
+            body: "".into(),
             body_encoding: "utf8".into(),
             signature: None,
         };

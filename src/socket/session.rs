@@ -33,7 +33,7 @@ use crate::{
         PendingDelivery,
     },
     pipeline::registry::{Close, Push, Register, Unregister},
-    protocol::{self, Inbound},
+    protocol::{self, AgentFrame},
     state::Hub,
     store::OwnedAgent,
 };
@@ -55,7 +55,7 @@ pub enum FromSocket {
 /// the rest and to free its slot among the calls in flight.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct CallResult(pub String);
+pub struct CallResult(pub Result<String, serde_json::Error>);
 
 /// Tool calls one socket may have running at once; more are refused until one finishes,
 /// so an agent that pipelines calls cannot grow the hub's memory without bound.
@@ -126,6 +126,19 @@ impl AgentSession {
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 ctx.stop();
                 false
+            }
+        }
+    }
+
+    /// Queues a frame made by [`protocol`]; one that could not be encoded is logged and
+    /// not sent, rather than sent as something it does not say.
+    fn send_encoded(&mut self, frame: Result<String, serde_json::Error>, ctx: &mut Context<Self>) {
+        match frame {
+            Ok(frame) => {
+                self.send_frame(Outbound::Text(frame), ctx);
+            }
+            Err(e) => {
+                tracing::error!(agent_id = %self.agent_id(), error = %e, "a frame could not be encoded; not sent");
             }
         }
     }
@@ -229,7 +242,7 @@ impl AgentSession {
     fn on_ack(&mut self, delivery_id: &str, ctx: &mut Context<Self>) {
         let Some(id) = DeliveryId::parse(delivery_id) else {
             let frame = protocol::error_frame("invalid_frame", "`deliveryId` is not a delivery id");
-            self.send_frame(Outbound::Text(frame), ctx);
+            self.send_encoded(frame, ctx);
             return;
         };
         self.window.ack(&id);
@@ -241,15 +254,15 @@ impl AgentSession {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
-        match serde_json::from_str::<Inbound>(text) {
-            Ok(Inbound::Ack { delivery_id }) => self.on_ack(&delivery_id, ctx),
-            Ok(Inbound::Call { id, tool, args }) => self.on_call(id, tool, args, ctx),
+        match serde_json::from_str::<AgentFrame>(text) {
+            Ok(AgentFrame::Ack { delivery_id }) => self.on_ack(&delivery_id, ctx),
+            Ok(AgentFrame::Call { id, tool, args }) => self.on_call(id, tool, args, ctx),
             Err(e) => {
                 let frame = protocol::error_frame(
                     "invalid_frame",
                     &format!("expected an `ack` or `call` frame: {e}"),
                 );
-                self.send_frame(Outbound::Text(frame), ctx);
+                self.send_encoded(frame, ctx);
             }
         }
     }
@@ -272,7 +285,7 @@ impl AgentSession {
                 field: None,
             };
             let frame = protocol::result_frame(&id, Err(refused));
-            self.send_frame(Outbound::Text(frame), ctx);
+            self.send_encoded(frame, ctx);
             return;
         }
         self.calls += 1;
@@ -441,7 +454,7 @@ impl Handler<CallResult> for AgentSession {
     type Result = ();
     fn handle(&mut self, msg: CallResult, ctx: &mut Context<Self>) {
         self.calls = self.calls.saturating_sub(1);
-        self.send_frame(Outbound::Text(msg.0), ctx);
+        self.send_encoded(msg.0, ctx);
     }
 }
 
@@ -454,7 +467,7 @@ impl Handler<FromSocket> for AgentSession {
             FromSocket::Frame(WsMessage::Binary(_)) => {
                 let frame =
                     protocol::error_frame("invalid_frame", "frames are JSON text, not binary");
-                self.send_frame(Outbound::Text(frame), ctx);
+                self.send_encoded(frame, ctx);
             }
             FromSocket::Frame(WsMessage::Close(_)) | FromSocket::Ended => ctx.stop(),
             FromSocket::Violation(violation) => {
