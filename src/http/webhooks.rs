@@ -3,7 +3,10 @@ use serde_json::json;
 
 use crate::{
     error::ApiError,
-    service::{webhooks, Caller},
+    service::{
+        webhooks::{self, NewWebhook},
+        Caller,
+    },
     state::Hub,
 };
 
@@ -38,7 +41,7 @@ async fn create(
     // Authorize before reading the body: a stranger learns nothing from validation.
     crate::service::resolve_agent(&hub, &caller, &path).await?;
     let body = super::json_object(&req, payload).await?;
-    let created = webhooks::create(&hub, &caller, &path, &body).await?;
+    let created = webhooks::create(&hub, &caller, &path, || NewWebhook::from_object(&body)).await?;
     Ok(HttpResponse::Created().json(created))
 }
 

@@ -30,23 +30,40 @@ fn parse_webhook_id(s: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(s).ok_or(ApiError::NotFound)
 }
 
+/// What a new webhook is made of: `name` and `provider` (default `generic`), the same
+/// from an HTTP body and from a tool's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWebhook {
+    pub name: String,
+    pub provider: Provider,
+}
+
+impl NewWebhook {
+    pub fn from_object(body: &Object) -> Result<Self, ApiError> {
+        let name = input::required_str(body, "name", domain::MAX_NAME)?;
+        let provider = match input::optional_str(body, "provider", 32)? {
+            None => Provider::Generic,
+            Some(p) => Provider::parse(&p).ok_or_else(|| {
+                ApiError::invalid(
+                    "provider",
+                    "`provider` must be one of generic, github, stripe, slack",
+                )
+            })?,
+        };
+        Ok(Self { name, provider })
+    }
+}
+
+/// Creates a webhook for the agent named by `agent_ref`. The agent is resolved before
+/// the body is read, so a stranger learns nothing from validation.
 pub async fn create(
     hub: &Hub,
     caller: &Caller,
     agent_ref: &str,
-    body: &Object,
+    new: impl FnOnce() -> Result<NewWebhook, ApiError>,
 ) -> Result<CreatedWebhook, ApiError> {
     let owner = resolve_agent(hub, caller, agent_ref).await?;
-    let name = input::required_str(body, "name", domain::MAX_NAME)?;
-    let provider = match input::optional_str(body, "provider", 32)? {
-        None => Provider::Generic,
-        Some(p) => Provider::parse(&p).ok_or_else(|| {
-            ApiError::invalid(
-                "provider",
-                "`provider` must be one of generic, github, stripe, slack",
-            )
-        })?,
-    };
+    let NewWebhook { name, provider } = new()?;
     let id = WebhookId::generate();
     let secret = crypto::new_signing_secret()?;
     let sealed = hub.key.seal(secret.expose(), &crypto::signing_aad(&id))?;
