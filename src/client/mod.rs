@@ -17,8 +17,8 @@
 //! webhook, and one line per delivery.
 //!
 //! Layout: this file starts the sink and the connection and hands deliveries from one to
-//! the other; [`args`] are the command line; [`api`] is the HTTP client and what it asks
-//! of the hub; [`connection`] keeps the agent socket; [`backoff`] spaces the retries;
+//! the other; `args.rs` is the command line; `api.rs` is the HTTP client and what it asks
+//! of the hub; `connection.rs` keeps the agent socket; `backoff.rs` spaces the retries;
 //! [`forward`] posts to the app; [`ledger`] decides what to take and what to ack again.
 
 mod api;

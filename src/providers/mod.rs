@@ -5,7 +5,8 @@
 //! and raw body, the webhook's opened secrets and the time, it says whether the request is
 //! verified, rejected (and why) or unverifiable, and names the event and the provider's own
 //! delivery id. Verification only reads; what to do with the verdict is ingest's business.
-//! [`signing`] is the other direction: signing what the hub hands to an agent.
+//! Signing what the hub hands to an agent, the other direction, is
+//! [`crate::socket::signer`]'s.
 
 use actix_web::http::header::HeaderMap;
 use hmac::{Hmac, Mac};

@@ -74,7 +74,7 @@ async fn rollback(conn: &mut SqliteConnection) {
     }
 }
 
-/// A row for [`write_batch`].
+/// A row for [`BatchWriter::write`].
 pub struct InsertRow<'a> {
     /// Receipt order, assigned by the writer (the only inserter) so that the payload row
     /// can name its delivery in the same statement text.
@@ -333,7 +333,7 @@ fn json_text(what: &'static str, value: &impl serde::Serialize) -> Result<String
     serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 
-/// What [`requeue`] did.
+/// What [`BatchWriter::requeue`] did.
 pub enum Requeued {
     Queued {
         pending: PendingDelivery,
@@ -410,7 +410,7 @@ async fn probe(conn: &mut SqliteConnection, at: i64) -> Result<(), StoreError> {
 }
 
 /// [`BatchWriter`] on SQLite: the writer's own connection, with its transaction opened
-/// and ended by hand (see [`begin_batch`]).
+/// and ended by hand (see `begin_batch`).
 pub struct SqliteBatch {
     conn: SqliteConnection,
 }
