@@ -458,4 +458,18 @@ mod tests {
         d.headers = "not json".to_owned();
         assert!(delivery_frame(&d, 1, None).is_err());
     }
+
+    /// The protocol page is the contract agent builders read: every frame type and the
+    /// close code of our own must be on it.
+    #[test]
+    fn the_protocol_page_documents_every_frame() {
+        let page = include_str!("../docs/agent-protocol.md");
+        for kind in ["delivery", "result", "error", "ack", "call"] {
+            assert!(
+                page.contains(&format!("### `{kind}`")),
+                "no section for `{kind}`"
+            );
+        }
+        assert!(page.contains(&format!("| {CLOSE_REPLACED} |")));
+    }
 }

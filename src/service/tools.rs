@@ -193,7 +193,7 @@ impl Tool {
             ),
             spec(
                 "rotate_webhook_secret",
-                "Replace a webhook's signing secret. Returns the new one, shown only this once; the old one still verifies for 24 hours so that nothing signed meanwhile is lost.",
+                "Replace a webhook's signing secret. Returns the new one, shown only this once; the old one still verifies for the rotation overlap (24 hours unless the hub is told otherwise), so that nothing signed meanwhile is lost.",
                 webhook_only(),
                 (false, true, false),
             ),
@@ -395,6 +395,18 @@ mod tests {
                 detail.message.contains("create_webhook, list_webhooks"),
                 "{}",
                 detail.message
+            );
+        }
+    }
+
+    /// The protocol page is what agent builders read: it must not fall behind the tools.
+    #[test]
+    fn the_protocol_page_documents_every_tool() {
+        let page = include_str!("../../docs/agent-protocol.md");
+        for name in TOOL_NAMES {
+            assert!(
+                page.contains(&format!("| `{name}` |")),
+                "docs/agent-protocol.md lacks `{name}`"
             );
         }
     }
