@@ -167,27 +167,67 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
     }
 
+    // The dashboard re-renders its lists as data arrives, so an element found a moment ago
+    // may be replaced before it is used. Each of these finds it again then, until PATIENCE.
+
     async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("clicking `{css}`: {e}"),
+            }
+        }
     }
 
     async fn fill(&self, css: &str, text: &str) {
-        let input = self.find(css).await;
-        input.clear().await.unwrap();
-        input.send_keys(text).await.unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let input = self.find(css).await;
+            let filled = match input.clear().await {
+                Ok(()) => input.send_keys(text).await,
+                Err(e) => Err(e),
+            };
+            match filled {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("filling `{css}`: {e}"),
+            }
+        }
     }
 
     async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("reading `{css}`: {e}"),
+            }
+        }
+    }
+
+    async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await.attr(name).await {
+                Ok(value) => return value,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("reading `{name}` of `{css}`: {e}"),
+            }
+        }
     }
 
     async fn value(&self, css: &str) -> String {
-        self.find(css)
-            .await
-            .prop("value")
-            .await
-            .unwrap()
-            .unwrap_or_default()
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await.prop("value").await {
+                Ok(value) => return value.unwrap_or_default(),
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("reading the value of `{css}`: {e}"),
+            }
+        }
     }
 
     async fn js(&self, expr: &str) -> Value {
@@ -357,8 +397,10 @@ async fn an_owner_manages_agents_and_webhooks_and_watches_activity_live() {
         .await
         .contains("cannot be shown again"));
     b.shot("agent-created").await;
-    let row = b.find("#agents-table tbody tr").await;
-    let agent_id = row.attr("data-agent-id").await.unwrap().unwrap();
+    let agent_id = b
+        .attr("#agents-table tbody tr", "data-agent-id")
+        .await
+        .unwrap();
     assert_eq!(b.text("#agents-table .agent-link").await, "triage-bot");
     assert_eq!(b.text("#agents-table .backlog").await, "0");
     assert!(b.text("#agents-table tbody tr").await.contains("offline"));
