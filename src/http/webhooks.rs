@@ -41,7 +41,8 @@ async fn create(
     // Authorize before reading the body: a stranger learns nothing from validation.
     crate::service::resolve_agent(&hub, &caller, &path).await?;
     let body = super::json_object(&req, payload).await?;
-    let created = webhooks::create(&hub, &caller, &path, || NewWebhook::from_object(&body)).await?;
+    let new = NewWebhook::from_object(&body)?;
+    let created = webhooks::create(&hub, &caller, &path, new).await?;
     Ok(HttpResponse::Created().json(created))
 }
 

@@ -250,9 +250,7 @@ impl Tool {
     /// Runs the tool as `caller`, whose agent is `me`.
     pub async fn run(self, hub: &Hub, caller: &Caller) -> Result<Value, ApiError> {
         match self {
-            Self::CreateWebhook(new) => {
-                to_value(webhooks::create(hub, caller, "me", || Ok(new)).await?)
-            }
+            Self::CreateWebhook(new) => to_value(webhooks::create(hub, caller, "me", new).await?),
             Self::ListWebhooks => {
                 Ok(json!({ "webhooks": webhooks::list(hub, caller, "me").await? }))
             }

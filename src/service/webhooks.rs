@@ -54,16 +54,16 @@ impl NewWebhook {
     }
 }
 
-/// Creates a webhook for the agent named by `agent_ref`. The agent is resolved before
-/// the body is read, so a stranger learns nothing from validation.
+/// Creates a webhook for the agent named by `agent_ref`. Callers resolve the agent before
+/// they read `new` from their input, so that a stranger learns nothing from validation.
 pub async fn create(
     hub: &Hub,
     caller: &Caller,
     agent_ref: &str,
-    new: impl FnOnce() -> Result<NewWebhook, ApiError>,
+    new: NewWebhook,
 ) -> Result<CreatedWebhook, ApiError> {
     let owner = resolve_agent(hub, caller, agent_ref).await?;
-    let NewWebhook { name, provider } = new()?;
+    let NewWebhook { name, provider } = new;
     let id = WebhookId::generate();
     let secret = crypto::new_signing_secret()?;
     let sealed = hub.key.seal(secret.expose(), &crypto::signing_aad(&id))?;
