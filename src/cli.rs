@@ -1,4 +1,4 @@
-//! The command line: `serve`, `account create`, `agent create`, `listen`.
+//! The command line: `serve`, `account create`, `agent create`, `listen`, `mcp`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     client::{self, ListenArgs},
     config::Config,
+    crypto::{parse_secret, Secret},
     domain::ids::AccountId,
-    logging,
+    logging, mcp,
     service::{accounts, agents},
     shutdown,
     startup::Application,
@@ -43,6 +44,20 @@ enum Command {
     },
     /// Forward an agent's deliveries to a local app, or print them as JSON lines.
     Listen(Box<ListenArgs>),
+    /// Serve the agent's MCP tools on stdin/stdout, relayed to a running hub: for MCP
+    /// clients that start a command. Logs go to stderr.
+    Mcp(McpArgs),
+}
+
+#[derive(clap::Args)]
+struct McpArgs {
+    /// Base URL of the hub.
+    #[arg(long, env = "HOOKHUB_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The agent's token (hh_agent_…). Prefer the environment variable: a flag can be
+    /// seen by other users of the machine.
+    #[arg(long, env = "HOOKHUB_AGENT_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    token: Secret,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +99,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 },
         } => agent_create(&account, &name, &data_dir).await,
         Command::Listen(args) => client::run(*args).await,
+        Command::Mcp(args) => mcp::stdio::run(&args.url, &args.token).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

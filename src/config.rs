@@ -21,6 +21,12 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Browser origins, besides the public URL's own, allowed to call `/v1/mcp`
+    /// (comma-separated, such as `http://localhost:6274`). A request whose `Origin`
+    /// is any other gets 403; one without `Origin` (not from a browser) is not checked.
+    #[arg(long, env = "HOOKHUB_MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub mcp_allowed_origins: Vec<String>,
+
     /// Base64 of 32 bytes sealing secrets at rest (default: a key file in the data dir).
     #[arg(long, env = "HOOKHUB_MASTER_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub master_key: Option<Secret>,

@@ -17,6 +17,12 @@ pub enum ApiError {
     /// A valid agent token where only an owner's will do (managing agents).
     #[error("this needs an owner token; an agent token manages only its own webhooks")]
     OwnerOnly,
+    /// A valid owner token where only an agent's will do (MCP runs as one agent).
+    #[error("this needs an agent token: MCP tools run as the agent whose token it is")]
+    AgentOnly,
+    /// A browser page of another site calling an endpoint that only its own may.
+    #[error("requests from this Origin are not allowed")]
+    ForbiddenOrigin,
     /// Also what a caller gets for something that exists but is not theirs.
     #[error("not found")]
     NotFound,
@@ -74,7 +80,10 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthorized | Self::CsrfRejected | Self::OwnerOnly => "unauthorized",
+            Self::Unauthorized | Self::CsrfRejected | Self::OwnerOnly | Self::AgentOnly => {
+                "unauthorized"
+            }
+            Self::ForbiddenOrigin => "forbidden_origin",
             Self::NotFound => "not_found",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Conflict(_) => "conflict",
@@ -123,7 +132,9 @@ impl ResponseError for ApiError {
             Self::Unauthorized
             | Self::CsrfRejected
             | Self::OwnerOnly
+            | Self::AgentOnly
             | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
+            Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,

@@ -22,9 +22,9 @@ use crate::{
     datadir,
     domain::BacklogCap,
     error::ApiError,
-    http,
+    http, mcp,
     metrics::Metrics,
-    pipeline::{registry::CloseAll, retention, writer::DeliveryWriter, Registry},
+    pipeline::{leases::Leases, registry::CloseAll, retention, writer::DeliveryWriter, Registry},
     ratelimit::RateLimiter,
     service::{accounts, views::CreatedAccount},
     state::Hub,
@@ -119,6 +119,7 @@ impl Application {
             store,
             writer,
             registry,
+            leases: Arc::new(Leases::new(config.ack_timeout)),
             key,
             public_url: Arc::from(public_url.trim_end_matches('/')),
             config: Arc::new(config),
@@ -137,11 +138,13 @@ impl Application {
             hub.config.rate_burst,
         ));
         let per_ip = ConnectionsPerIp::new(hub.config.max_connections_per_ip);
+        let mcp = mcp::http::service(&hub);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(limiter.clone())
                 .configure(http::configure)
+                .configure(mcp::http::configure(mcp.clone()))
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(ApiError::NotFound.body())
                 }))

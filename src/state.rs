@@ -11,7 +11,7 @@ use crate::{
     config::Config,
     crypto::MasterKey,
     metrics::Metrics,
-    pipeline::{writer::DeliveryWriter, Registry},
+    pipeline::{leases::Leases, writer::DeliveryWriter, Registry},
     ratelimit::RateLimiter,
     store::Store,
     webhook_cache::WebhookCache,
@@ -23,6 +23,8 @@ pub struct Hub {
     pub store: Store,
     pub writer: DeliveryWriter,
     pub registry: Addr<Registry>,
+    /// What the pull side (`next_events`) has handed out, per agent.
+    pub leases: Arc<Leases>,
     pub key: MasterKey,
     pub config: Arc<Config>,
     /// Base of every webhook `url`, without a trailing slash.

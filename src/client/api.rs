@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 use crate::crypto::Secret;
 
-/// One client for the hub and the app. TLS with the Mozilla roots built in, so a release
+/// The TLS setup of every client of ours: the Mozilla roots built in, so that a release
 /// binary needs nothing from the system; HTTP/1.1, which WebSockets need.
-pub(super) fn http_client() -> Result<Client, String> {
+pub fn tls_config() -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -20,6 +20,12 @@ pub(super) fn http_client() -> Result<Client, String> {
         })
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// One client for the hub and the app.
+pub(super) fn http_client() -> Result<Client, String> {
+    let tls = tls_config()?;
     Ok(Client::builder()
         .connector(Connector::new().rustls_0_23(Arc::new(tls)))
         // What goes to the app is the provider's headers; add none of our own.

@@ -22,6 +22,7 @@
 //! [`forward`] posts to the app; [`ledger`] decides what to take and what to ack again.
 
 mod api;
+pub use api::tls_config;
 mod args;
 mod backoff;
 mod connection;

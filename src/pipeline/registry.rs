@@ -4,6 +4,9 @@
 //! `try_send`, and a push that does not fit a session's mailbox is dropped on purpose; the
 //! session notices the gap (see [`Push::prev`]) and reads the missing deliveries from the
 //! store, which is the queue of record.
+//!
+//! It also wakes the pull side: an agent with no socket may have `next_events` calls
+//! waiting ([`Watch`]); a delivery routed to it ends their wait.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -14,6 +17,7 @@ use std::{
 };
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
 use crate::{
     domain::{ids::AgentId, PendingDelivery},
@@ -33,6 +37,8 @@ pub struct Registry {
     online: HashMap<AgentId, Online>,
     next_generation: u64,
     metrics: Arc<Metrics>,
+    /// Pull calls waiting for a delivery, per agent without a socket.
+    watching: HashMap<AgentId, Vec<oneshot::Sender<()>>>,
 }
 
 impl Registry {
@@ -59,6 +65,10 @@ impl Handler<Register> for Registry {
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> u64 {
         self.next_generation += 1;
         let generation = self.next_generation;
+        // Pull calls waiting for this agent end: its deliveries now go to the socket.
+        for wake in self.watching.remove(&msg.agent_id).unwrap_or_default() {
+            let _ = wake.send(());
+        }
         let previous = self.online.insert(
             msg.agent_id,
             Online {
@@ -109,6 +119,10 @@ impl Handler<Route> for Registry {
         for d in &msg.0 {
             if self.online.contains_key(&d.agent_id) {
                 per_agent.entry(&d.agent_id).or_default().push(d.clone());
+            } else if let Some(waiting) = self.watching.remove(&d.agent_id) {
+                for wake in waiting {
+                    let _ = wake.send(());
+                }
             }
         }
         for (agent_id, deliveries) in per_agent {
@@ -121,6 +135,23 @@ impl Handler<Route> for Registry {
             // has and reads the rest from the store.
             let _ = online.push.try_send(Push { prev, deliveries });
         }
+    }
+}
+
+impl Handler<Watch> for Registry {
+    type Result = MessageResult<Watch>;
+
+    fn handle(&mut self, msg: Watch, _: &mut Context<Self>) -> Self::Result {
+        if self.online.contains_key(&msg.agent_id) {
+            return MessageResult(Watching::Online);
+        }
+        let (wake, woken) = oneshot::channel();
+        let waiting = self.watching.entry(msg.agent_id).or_default();
+        // Calls that stopped waiting leave their senders behind; dropping them here bounds
+        // each agent's list by the calls actually waiting.
+        waiting.retain(|w| !w.is_closed());
+        waiting.push(wake);
+        MessageResult(Watching::Waiting(woken))
     }
 }
 
@@ -169,6 +200,21 @@ pub struct Unregister {
 #[derive(Message)]
 #[rtype(result = "HashSet<AgentId>")]
 pub struct ConnectedAgents;
+
+/// Pull side → registry: wake me at the next delivery routed to this agent, unless the
+/// agent has a socket (its deliveries go there, and the pull side must not take them).
+#[derive(Message)]
+#[rtype(result = "Watching")]
+pub struct Watch {
+    pub agent_id: AgentId,
+}
+
+pub enum Watching {
+    /// The agent has a live socket.
+    Online,
+    /// Resolves at the next delivery routed to the agent (or closes if the registry stops).
+    Waiting(oneshot::Receiver<()>),
+}
 
 /// Close every session with 1001 (going away); the hub is shutting down.
 #[derive(Message)]

@@ -104,8 +104,7 @@ mod tests {
         assert_eq!(i.event, None);
         // Our own outbound signer agrees with the vector too.
         assert_eq!(
-            crate::socket::signer::standard_webhooks_signature(SECRET, ID, 1_614_265_330, BODY)
-                .as_deref(),
+            crate::signer::standard_webhooks_signature(SECRET, ID, 1_614_265_330, BODY).as_deref(),
             Some(SIGNATURE)
         );
     }
@@ -222,7 +221,7 @@ mod proptests {
     use super::*;
     use crate::{
         providers::test_support::{arb, headers, keys},
-        socket::signer::standard_webhooks_signature,
+        signer::standard_webhooks_signature,
     };
 
     /// One space-separated entry of `webhook-signature`, well-formed or not.

@@ -6,7 +6,7 @@
 //! verified, rejected (and why) or unverifiable, and names the event and the provider's own
 //! delivery id. Verification only reads; what to do with the verdict is ingest's business.
 //! Signing what the hub hands to an agent, the other direction, is
-//! [`crate::socket::signer`]'s.
+//! [`crate::signer`]'s.
 
 use actix_web::http::header::HeaderMap;
 use hmac::{Hmac, Mac};

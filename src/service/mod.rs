@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod events;
 pub mod ingest;
 pub mod input;
 pub mod tools;

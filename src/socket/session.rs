@@ -22,7 +22,6 @@ use actix_http::ws::{CloseCode, CloseReason, Message as WsMessage};
 use tokio::sync::mpsc;
 
 use super::{
-    signer::Signer,
     window::{Page, Send, Window},
     wire::{FrameReader, Outbound, Violation},
 };
@@ -34,6 +33,7 @@ use crate::{
     },
     pipeline::registry::{Close, Push, Register, Unregister},
     protocol::{self, AgentFrame},
+    signer::Signer,
     state::Hub,
     store::OwnedAgent,
 };

@@ -1,6 +1,6 @@
 //! An agent's queue as its session reads it, and the queue's depth for `/metrics`.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use bytes::Bytes;
 use sqlx::{sqlite::SqliteRow, Row, SqliteConnection};
@@ -127,6 +127,27 @@ impl Store {
                 .collect::<Result<_, _>>()?,
             is_short: !cut && taken < limit as usize,
         })
+    }
+
+    /// Which of `ids` are deliveries of this agent's (any status): what an agent may ack.
+    pub async fn agents_deliveries(
+        &self,
+        agent_id: &AgentId,
+        ids: &[DeliveryId],
+    ) -> Result<HashSet<DeliveryId>, StoreError> {
+        let ids = serde_json::to_string(&ids).map_err(|source| StoreError::Encode {
+            what: "the ids to ack",
+            source,
+        })?;
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM deliveries
+             WHERE id IN (SELECT value FROM json_each(?)) AND agent_id = ?",
+        )
+        .bind(ids)
+        .bind(agent_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(found.into_iter().map(DeliveryId::from_trusted).collect())
     }
 
     /// Queued or sent, not yet acked.
