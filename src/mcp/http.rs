@@ -22,9 +22,10 @@ use actix_web::{
     dev::{ServiceRequest, ServiceResponse},
     http::{header, Method},
     middleware::{from_fn, Next},
-    web, Error, FromRequest, HttpMessage,
+    web, Error, FromRequest, HttpMessage, HttpResponse,
 };
 use rmcp_actix_web::transport::{LocalSessionManager, StreamableHttpService};
+use serde_json::{json, Value};
 
 use super::server::HubTools;
 use crate::{
@@ -72,9 +73,11 @@ pub fn configure(mcp: McpService) -> impl FnOnce(&mut web::ServiceConfig) {
 }
 
 /// Origin, then token, then body: what a request must pass before rmcp reads it.
+/// Errors before the body are the hub's JSON errors; a body that is not a JSON-RPC
+/// message is answered in JSON-RPC's terms.
 async fn admit(
     mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let hub = req
         .app_data::<web::Data<Hub>>()
@@ -96,9 +99,33 @@ async fn admit(
         let mut payload = req.take_payload();
         let payload = web::Payload::from_request(req.request(), &mut payload).await?;
         let body = read_body_limited(req.request(), payload, MAX_MCP_BODY).await?;
+        if let Some(refused) = refuse_message(&body) {
+            return Ok(req.into_response(refused).map_into_right_body());
+        }
         req.set_payload(actix_web::dev::Payload::from(body));
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// A body that is not one JSON-RPC message gets JSON-RPC's own error, 400, rather than
+/// the transport's plain-text 415: a parse error (-32700) for what is not JSON, an invalid
+/// request (-32600) for JSON that is not a message (MCP has no batches).
+fn refuse_message(body: &[u8]) -> Option<HttpResponse> {
+    let refuse = |code: i64, message: String| {
+        Some(HttpResponse::BadRequest().json(json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": code, "message": message},
+        })))
+    };
+    match serde_json::from_slice::<Value>(body) {
+        Err(e) => refuse(-32700, format!("parse error: {e}")),
+        Ok(Value::Object(m)) if m.get("jsonrpc").and_then(Value::as_str) == Some("2.0") => None,
+        Ok(_) => refuse(
+            -32600,
+            "invalid request: the body must be one JSON-RPC 2.0 message, an object with \"jsonrpc\": \"2.0\"".into(),
+        ),
+    }
 }
 
 /// `scheme://host[:port]` of a URL or an `Origin`, lowercased, without a default port.

@@ -21,6 +21,7 @@ mod dashboard;
 mod delivery;
 mod front_door;
 mod listen;
+mod mcp;
 mod metrics;
 mod migrations;
 mod providers;

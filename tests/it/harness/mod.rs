@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+pub mod mcp;
 pub mod process;
 pub mod senders;
 pub mod store;
