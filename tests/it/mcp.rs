@@ -729,3 +729,62 @@ async fn the_handshake_revisions_of_the_python_sdk_all_work() {
         mcp.close().await;
     }
 }
+
+/// The official TypeScript SDK, as `scripts/test` installs it (`MCP_NODE_DIR`): one
+/// session of `tests/mcp/ts-client.cjs`, as JSON.
+async fn typescript_session(args: &[&str]) -> Value {
+    let node_dir = std::env::var("MCP_NODE_DIR")
+        .unwrap_or_else(|_| format!("{}/target/mcp-node", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        std::path::Path::new(&node_dir)
+            .join("node_modules/@modelcontextprotocol/sdk")
+            .exists(),
+        "no MCP TypeScript SDK in {node_dir}: run scripts/test, which installs it"
+    );
+    let script = format!("{}/tests/mcp/ts-client.cjs", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("node")
+            .arg(script)
+            .args(args)
+            .env("MCP_NODE_DIR", node_dir)
+            .output(),
+    )
+    .await
+    .expect("the TypeScript client finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|_| panic!("{stdout} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[actix_web::test]
+async fn the_typescript_sdk_works_over_both_transports() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_agent("llm").await;
+    let wid = generic_webhook(&app, &token).await;
+    for transport in ["http", "stdio"] {
+        let posted = post_events(&app, &wid, 2).await;
+        let mut args = vec![transport, app.base.as_str(), token.as_str()];
+        if transport == "stdio" {
+            args.push(env!("CARGO_BIN_EXE_hookhub"));
+        }
+        let out = typescript_session(&args).await;
+        assert!(out.get("exception").is_none(), "{transport}: {out}");
+        assert_eq!(out["server"]["name"], "hookhub");
+        assert_eq!(out["tools"].as_array().unwrap().len(), 10, "{out}");
+        assert_eq!(
+            event_ids(&out["events"]["structuredContent"]),
+            posted,
+            "{transport}"
+        );
+        assert_eq!(out["acked"]["structuredContent"]["acked"], 2);
+        assert_eq!(out["created"]["isError"], false, "{out}");
+        assert!(s(&out["created"]["structuredContent"]["url"]).contains("/v1/hooks/whk_"));
+        assert_eq!(out["notFound"]["isError"], true);
+        assert_eq!(
+            out["notFound"]["structuredContent"],
+            json!({"error": {"code": "not_found", "message": "not found"}})
+        );
+    }
+}
