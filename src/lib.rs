@@ -19,7 +19,10 @@
 //!    sender once its group is durable; [`pipeline::registry`] routes what was committed
 //!    to the agent's session; [`pipeline::retention`] expires and prunes old rows.
 //! 4. [`socket`]: one session actor per agent socket, which sends in queue order within
-//!    its [`socket::window`], and records each ack through the writer.
+//!    its [`socket::window`], and records each ack through the writer; or [`mcp`], the
+//!    same tools for LLM agents, whose `next_events` ([`service::events`]) reads the same
+//!    queue, leasing what it hands out ([`pipeline::leases`]). [`signer`] signs what both
+//!    hand out.
 //!
 //! Beside the path:
 //!

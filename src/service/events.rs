@@ -284,13 +284,13 @@ async fn take(
                 let signature = signer.sign(&hub.key, d);
                 let frame = protocol::delivery_frame(d, attempt, signature.as_ref())
                     .map_err(ApiError::internal)?;
-                let mut event: Value = serde_json::from_str(&frame).map_err(ApiError::internal)?;
-                if let Some(fields) = event.as_object_mut() {
-                    // The socket's frame type, which says nothing in a list of events.
-                    fields.remove("type");
-                }
+                let frame: serde_json::Map<String, Value> =
+                    serde_json::from_str(&frame).map_err(ApiError::internal)?;
+                // Without the socket's frame type, which says nothing in a list of events;
+                // rebuilt rather than removed from, so the fields keep the frame's order.
+                let event = frame.into_iter().filter(|(k, _)| k != "type").collect();
                 bytes += d.body.len();
-                events.push(event);
+                events.push(Value::Object(event));
                 sent.push(d.id.clone());
             }
             if page.is_short || page.deliveries.is_empty() {
