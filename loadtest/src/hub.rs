@@ -196,6 +196,10 @@ impl Hub {
         self.pid.and_then(|p| sys::cpu_time(p).ok())
     }
 
+    pub fn written_bytes(&self) -> Option<u64> {
+        self.pid.and_then(|p| sys::written_bytes(p).ok())
+    }
+
     pub fn rss(&self) -> Option<u64> {
         self.pid.and_then(|p| sys::rss_bytes(p).ok())
     }

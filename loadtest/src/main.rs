@@ -123,6 +123,17 @@ enum Scenario {
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
         connect_concurrency: u32,
     },
+    /// One agent's offline backlog drained with MCP `next_events` (max 100, acking as it
+    /// goes), then the same backlog flushed over its WebSocket: events/s, round trips.
+    Mcp {
+        /// Deliveries queued, for each of the two phases.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        events: u64,
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        posters: u32,
+        #[arg(long, default_value_t = 1024, value_parser = body_bytes)]
+        body_bytes: usize,
+    },
     /// Hold idle agent sockets up to the file limit: hub RSS per socket, idle CPU.
     Connections {
         /// Sockets to open, or `max` for as many as the file limits allow.
@@ -332,6 +343,23 @@ async fn run(cli: Cli) -> Result<bool, Error> {
                 "backlog",
                 params,
                 scenarios::backlog::run(&mut hub, &common, args).await,
+            )
+        }
+        Scenario::Mcp {
+            events,
+            posters,
+            body_bytes,
+        } => {
+            let params = json!({"events": events, "posters": posters, "body_bytes": body_bytes});
+            let args = scenarios::mcp::Args {
+                events,
+                posters: posters as usize,
+                body_bytes,
+            };
+            (
+                "mcp",
+                params,
+                scenarios::mcp::run(&mut hub, &common, args).await,
             )
         }
         Scenario::Connections {

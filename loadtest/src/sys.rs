@@ -48,6 +48,19 @@ pub fn rss_bytes(pid: u32) -> Result<u64, Error> {
     Ok(kib * 1024)
 }
 
+/// Bytes the process has caused to be written to storage (`write_bytes` of
+/// `/proc/<pid>/io`): what its commits, WAL and checkpoints cost the disk, whatever the
+/// machine's speed.
+pub fn written_bytes(pid: u32) -> Result<u64, Error> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io"))?;
+    Ok(io
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .ok_or("no write_bytes in /proc/<pid>/io")?
+        .trim()
+        .parse()?)
+}
+
 /// `(soft, hard)` limit on open files of a process.
 pub fn nofile_limits(pid: u32) -> Result<(u64, u64), Error> {
     let limits = fs::read_to_string(format!("/proc/{pid}/limits"))?;

@@ -156,6 +156,28 @@ fn backlog_flushes_everything_in_order() {
 }
 
 #[test]
+fn mcp_drains_everything_in_order_beside_the_socket() {
+    let report = passing(&["mcp", "--events", "250", "--posters", "8"]);
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "the MCP phase and the socket phase");
+    for phase in phases {
+        assert_no_loss(phase, 250);
+    }
+    let figure = |name: &str| {
+        phases[0]["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no figure {name}"))["value"]
+            .clone()
+    };
+    // 250 events in batches of 100, then the call that finds none (with the last acks).
+    assert_eq!(figure("next_events calls").as_f64(), Some(4.0));
+    assert!(figure("next_events round trip p50").as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn connections_are_held_and_counted_by_the_hub() {
     let report = passing(&["connections", "--connections", "40", "--idle-seconds", "1"]);
     let phase = &report["phases"][0];

@@ -5,6 +5,7 @@ pub mod backlog;
 pub mod connections;
 pub mod ingest;
 pub mod latency;
+pub mod mcp;
 
 use std::{
     net::SocketAddr,
