@@ -157,7 +157,9 @@ impl ResponseError for ApiError {
             Self::RateLimited { retry_after_secs } | Self::BacklogFull { retry_after_secs } => {
                 resp.insert_header(("Retry-After", retry_after_secs.to_string()));
             }
-            Self::Unauthorized => {
+            // An owner token where an agent's is needed is a bearer token refused all the
+            // same: clients (the MCP SDKs) look for the challenge to tell why.
+            Self::Unauthorized | Self::AgentOnly => {
                 resp.insert_header(("WWW-Authenticate", "Bearer"));
             }
             Self::Unavailable => {

@@ -8,6 +8,10 @@
 //! `hookhub_malformed_requests_total`), and `serve` sums them up in one WARN line at most
 //! every [`SUMMARY_EVERY`] (see [`report_malformed`]), with the last one's reason: never
 //! what a peer sent, only what actix-http made of it.
+//!
+//! The MCP SDK's own DEBUG and TRACE lines are kept out too: they print whole requests
+//! and results, which carry signing and provider secrets, and secrets never reach a log,
+//! whatever `RUST_LOG` says.
 
 use std::{
     fmt::{self, Write as _},
@@ -55,20 +59,25 @@ pub fn init() {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // The hint keeps the combined filter's: without one it would be "any level".
-    let not_peer_errors =
-        filter_fn(|meta| !is_peer_error(meta)).with_max_level_hint(LevelFilter::TRACE);
+    let kept = filter_fn(|meta| !is_peer_error(meta) && !is_sdk_detail(meta))
+        .with_max_level_hint(LevelFilter::TRACE);
     let output = tracing_subscriber::fmt::layer()
         // Logs go to stderr; stdout carries what commands print (JSON, the first token).
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, not in a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter.and(not_peer_errors));
+        .with_filter(filter.and(kept));
     let counter = CountMalformed
         .with_filter(filter_fn(is_peer_error).with_max_level_hint(LevelFilter::ERROR));
     tracing_subscriber::registry()
         .with(output)
         .with(counter)
         .init();
+}
+
+/// A line of the MCP SDK (rmcp) below INFO: one that may print a message whole.
+fn is_sdk_detail(meta: &Metadata<'_>) -> bool {
+    meta.target().starts_with("rmcp") && *meta.level() > Level::INFO
 }
 
 fn is_peer_error(meta: &Metadata<'_>) -> bool {
@@ -208,6 +217,20 @@ fn log_report(report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mcp_sdk_never_logs_below_info_whatever_the_filter() {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(EnvFilter::new("trace").and(filter_fn(|m| !is_sdk_detail(m))));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!tracing::enabled!(target: "rmcp::service", Level::DEBUG));
+            assert!(!tracing::enabled!(target: "rmcp", Level::TRACE));
+            assert!(tracing::enabled!(target: "rmcp::service", Level::INFO));
+            assert!(tracing::enabled!(target: "hookhub::mcp", Level::DEBUG));
+        });
+    }
 
     const S: Duration = Duration::from_secs(1);
 

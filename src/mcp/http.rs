@@ -12,7 +12,9 @@
 //!
 //! It is stateless (no `Mcp-Session-Id`): every request carries its token, so nothing
 //! per client is kept between requests, and no client can grow the hub's memory with
-//! sessions it never ends. The `Host` check of rmcp's is off because the token, not the
+//! sessions it never ends. rmcp is not given the hub's shutdown token: cancelling it drops
+//! calls in flight, which then answer 500; instead a `next_events` waiting at shutdown
+//! returns what it has (nothing) and the server drains like any other request. The `Host` check of rmcp's is off because the token, not the
 //! address, is what authorizes a request (a DNS-rebinding page has no token).
 
 use std::sync::Arc;
@@ -53,7 +55,6 @@ pub fn service(hub: &Hub) -> McpService {
         .allowed_hosts(Vec::new())
         // Checked below, with the hub's JSON error.
         .max_request_body_bytes(MAX_MCP_BODY + 1)
-        .cancellation_token(hub.shutdown.clone())
         .on_request_fn(|req, extensions| {
             if let Some(agent) = req.extensions().get::<OwnedAgent>() {
                 extensions.insert(agent.clone());

@@ -32,7 +32,7 @@ struct Relay {
 fn upstream_error(e: ServiceError) -> McpError {
     match e {
         ServiceError::McpError(e) => e,
-        other => McpError::internal_error(format!("the hub could not be reached: {other}"), None),
+        other => McpError::internal_error(format!("the call to the hub failed: {other}"), None),
     }
 }
 

@@ -551,25 +551,86 @@ async fn hookhub_mcp_serves_the_same_tools_over_stdio() {
 #[actix_web::test]
 async fn a_stdio_relay_with_a_wrong_token_stops_and_says_why() {
     let app = spawn_app().await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookhub"))
-        .arg("mcp")
-        .env("HOOKHUB_URL", &app.base)
-        .env("HOOKHUB_AGENT_TOKEN", &app.owner_token)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "nothing but MCP on stdout");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("401") && stderr.contains("agent token"),
-        "{stderr}"
+    for token in ["hh_agent_not-a-token", app.owner_token.as_str()] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookhub"))
+            .arg("mcp")
+            .env("HOOKHUB_URL", &app.base)
+            .env("HOOKHUB_AGENT_TOKEN", token)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty(), "nothing but MCP on stdout");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("refused HOOKHUB_AGENT_TOKEN (401)")
+                && stderr.contains("must be an agent token"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(token), "the token is not printed");
+    }
+}
+
+/// Over raw HTTP, as what is answered is the point: the SDK's own client gives up on its
+/// whole session when the hub closes its other connections.
+#[actix_web::test]
+async fn a_wait_in_progress_at_shutdown_ends_with_no_events_not_an_error() {
+    let mut app = spawn_app().await;
+    let (_, token) = app.create_agent("llm").await;
+    let wait = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"next_events","arguments":{"waitSeconds":20}}}"#;
+    let shutdown = app.take_shutdown();
+    let started = Instant::now();
+    let (answer, ()) = futures_util::join!(
+        raw(
+            &app,
+            Some(&token),
+            &[("mcp-protocol-version", "2025-11-25")],
+            wait
+        ),
+        async {
+            actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+            let _ = shutdown.send(());
+        }
     );
-    assert!(
-        !stderr.contains(&app.owner_token),
-        "the token is not printed"
+    assert_eq!(answer.status, 200, "{:?}", answer.raw);
+    let result = &answer.json["result"];
+    assert_eq!(result["isError"], false, "{:?}", answer.raw);
+    assert_eq!(
+        event_ids(&result["structuredContent"]),
+        Vec::<String>::new()
     );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn past_a_thousand_unacked_events_next_events_says_so_until_some_are_acked() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_agent("llm").await;
+    let wid = generic_webhook(&app, &token).await;
+    let posted = post_events(&app, &wid, 1010).await;
+    let mut mcp = McpClient::http(&app.base, &token).await;
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        let r = mcp
+            .ok("next_events", json!({"max": 100, "waitSeconds": 0}))
+            .await;
+        out.extend(event_ids(&r));
+    }
+    assert_eq!(out, posted[..1000]);
+    let e = mcp.err("next_events", json!({"waitSeconds": 5})).await;
+    assert_eq!(e["code"], "conflict");
+    assert!(
+        s(&e["message"]).contains("1000 events are handed out and not acked"),
+        "{e}"
+    );
+    // Acked on the same call: room again, and the next ones come.
+    let r = mcp
+        .ok("next_events", json!({"waitSeconds": 0, "ack": &out[..100]}))
+        .await;
+    assert_eq!(r["acked"], 100);
+    assert_eq!(event_ids(&r), posted[1000..]);
 }
 
 /// Raw HTTP to `/v1/mcp`, for what no SDK sends.

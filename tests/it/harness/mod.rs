@@ -305,6 +305,12 @@ impl HubClient {
 
 impl TestApp {
     /// Stops the hub the way SIGTERM does, and waits for it.
+    /// What [`TestApp::stop`] sends, for a test that starts the shutdown itself while it
+    /// still talks to the hub; `stop` then only waits for the end.
+    pub fn take_shutdown(&mut self) -> oneshot::Sender<()> {
+        self.shutdown.take().expect("the hub is not stopping yet")
+    }
+
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
