@@ -121,7 +121,8 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// The body of every error answer of the API.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }

@@ -25,11 +25,23 @@ use crate::{clock::rfc3339, domain::PendingDelivery};
 /// `result` or `error` frame: a stable `code`, a message for people, the `field` at fault
 /// if any. The hub's own errors name their code and field with static text; a frame holds
 /// them as [`Cow`], which is also what an agent decodes them into.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(
+    bound = "",
+    description = "What went wrong: a stable `code`, a message for people, the `field` at fault if any."
+)]
 pub struct ErrorDetail<Text = &'static str> {
+    /// Stable, for programs: `unauthorized`, `not_found`, `invalid_request`, `conflict`,
+    /// `payload_too_large`, `rate_limited`, `request_timeout`, `backlog_full`,
+    /// `invalid_signature`, `forbidden_origin`, `unavailable`, `storage_unavailable`,
+    /// `internal`.
+    #[schema(value_type = String)]
     pub code: Text,
+    /// For people; it may change between versions.
     pub message: String,
+    /// The input at fault (a body field, a query parameter, `body`, `content-type`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub field: Option<Text>,
 }
 

@@ -22,7 +22,8 @@ use crate::{
     datadir,
     domain::BacklogCap,
     error::ApiError,
-    http, mcp,
+    http::{self, openapi::OpenApiJson},
+    mcp,
     metrics::Metrics,
     pipeline::{leases::Leases, registry::CloseAll, retention, writer::DeliveryWriter, Registry},
     ratelimit::RateLimiter,
@@ -49,6 +50,8 @@ pub enum StartupError {
     DataDirLock(io::Error),
     #[error("data directory: {0}")]
     DataDir(io::Error),
+    #[error("serializing the OpenAPI document: {0}")]
+    OpenApi(serde_json::Error),
 }
 
 pub struct Application {
@@ -139,11 +142,13 @@ impl Application {
         ));
         let per_ip = ConnectionsPerIp::new(hub.config.max_connections_per_ip);
         let mcp = mcp::http::service(&hub);
+        let openapi = web::Data::new(OpenApiJson::build().map_err(StartupError::OpenApi)?);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(limiter.clone())
-                .configure(http::configure)
+                .app_data(openapi.clone())
+                .configure(http::register)
                 .configure(mcp::http::configure(mcp.clone()))
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(ApiError::NotFound.body())

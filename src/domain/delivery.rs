@@ -10,7 +10,11 @@ use super::{
     Provider, SealedSecrets,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a delivery is: `queued` for its agent, `sent` on its socket, `acked` by it; or
+/// never for the agent (`rejected` by verification, a `duplicate` of an earlier one), or
+/// `expired` unacked past the retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     Queued,
     Sent,

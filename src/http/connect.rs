@@ -1,11 +1,11 @@
 //! `GET /v1/agent/connect`: an agent's WebSocket.
 
 use actix::Actor;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 
 use crate::{
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     http::auth::{authenticate, bearer_token},
     service::Caller,
     socket::{
@@ -19,10 +19,28 @@ use crate::{
 /// small; this leaves room).
 const MAX_INBOUND_FRAME: usize = 1024 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/agent/connect", web::get().to(connect));
+pub fn configure(routes: &mut super::Routes) {
+    routes.documented(connect);
 }
 
+/// The agent's WebSocket.
+///
+/// Upgraded to a WebSocket: every event of the agent's webhooks arrives on it in order,
+/// and the agent acks them and calls its tools over it. One agent has one live socket;
+/// a new connection replaces the old one. The frames, tools, guarantees and close codes
+/// are in `docs/agent-protocol.md`.
+#[utoipa::path(
+    tag = "agent",
+    operation_id = "connectAgent",
+    security(("agentToken" = [])),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol (see `docs/agent-protocol.md`)"),
+        (status = 400, description = "Not a WebSocket handshake"),
+        (status = 426, description = "A WebSocket version other than 13"),
+        (status = 401, description = "No agent token (an owner token is refused too)", body = ErrorBody),
+    ),
+)]
+#[get("/v1/agent/connect")]
 async fn connect(
     hub: web::Data<Hub>,
     req: HttpRequest,

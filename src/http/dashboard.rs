@@ -5,16 +5,21 @@
 
 use std::{convert::Infallible, time::Duration};
 
-use actix_web::{http::header, web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{
+    get,
+    http::{header, Method},
+    web, HttpRequest, HttpResponse, HttpResponseBuilder,
+};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
+use utoipa::IntoParams;
 
 use crate::{
     clock,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     http::auth::{self, Session},
     service::{input, webhooks, Caller},
     state::Hub,
@@ -43,22 +48,21 @@ const STREAM_KEEPALIVE_POLLS: u32 = 15;
 const STREAM_LIFETIME: Duration = Duration::from_secs(300);
 const STREAM_RETRY_MS: u32 = 2000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/dashboard/app.js", web::get().to(app_js))
-        .route("/dashboard/app.css", web::get().to(app_css))
-        .route("/dashboard/icon.svg", web::get().to(icon_svg))
-        .service(
-            web::resource("/dashboard/session")
-                .route(web::post().to(sign_in))
-                .route(web::get().to(current_session))
-                .route(web::delete().to(sign_out)),
-        )
+/// The page, its files and its cookie session are left out of the OpenAPI document: they
+/// are the dashboard's own, called by its script, with a cookie and a CSRF token that no
+/// other client has. The live activity stream is documented, because a bearer token
+/// reads it as well as the cookie does.
+pub fn configure(routes: &mut super::Routes) {
+    routes
+        .left_out(Method::GET, "/", index)
+        .left_out(Method::GET, "/dashboard/app.js", app_js)
+        .left_out(Method::GET, "/dashboard/app.css", app_css)
+        .left_out(Method::GET, "/dashboard/icon.svg", icon_svg)
+        .left_out(Method::POST, "/dashboard/session", sign_in)
+        .left_out(Method::GET, "/dashboard/session", current_session)
+        .left_out(Method::DELETE, "/dashboard/session", sign_out)
         // Registered before the delivery routes, whose `{delivery}` would match `stream`.
-        .route(
-            "/v1/agents/{agent}/webhooks/{webhook}/deliveries/stream",
-            web::get().to(activity_stream),
-        );
+        .documented(activity_stream);
 }
 
 /// The headers every dashboard file is served with.
@@ -151,26 +155,50 @@ async fn sign_out(hub: web::Data<Hub>, req: HttpRequest) -> Result<HttpResponse,
         .finish())
 }
 
-#[derive(Deserialize)]
+/// The activity stream's query, read as text like the list's.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// How many, 1 to 500; 50 when left out.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    /// Only deliveries in this status.
+    #[param(value_type = Option<crate::domain::DeliveryStatus>)]
     status: Option<String>,
 }
 
-/// `GET /v1/agents/{agent}/webhooks/{webhook}/deliveries/stream?status=&limit=`: the
-/// first page of a webhook's activity as Server-Sent Events, a `deliveries` event (the
-/// list endpoint's JSON) at once and again whenever the page changes.
+/// A webhook's activity, live.
 ///
-/// The stream re-reads the page through the same service function as the list endpoint,
-/// so ownership and validation are the list's; polling a page once a second is cheap next
-/// to the disk writes that change it, and needs no hook into the delivery writer.
+/// The first page of the activity list as Server-Sent Events: a `deliveries` event (the
+/// list's JSON) at once and again whenever the page changes, a comment line to keep it
+/// open, and a `failed` event (an error body) if reading fails. It ends after five
+/// minutes, and the client reconnects. The dashboard reads it with its session cookie;
+/// a bearer token reads it too.
+//
+// The stream re-reads the page through the same service function as the list endpoint,
+// so ownership and validation are the list's; polling a page once a second is cheap next
+// to the disk writes that change it, and needs no hook into the delivery writer.
+#[utoipa::path(
+    tag = "deliveries",
+    operation_id = "streamDeliveries",
+    params(super::WebhookPath, StreamQuery),
+    security(("ownerToken" = []), ("agentToken" = [])),
+    responses(
+        (status = 200, description = "`event: deliveries` with a `DeliveryPage` as `data`, then again on each change",
+            content_type = "text/event-stream", body = String),
+        (status = 400, description = "`limit` or `status` is invalid", body = ErrorBody),
+        (status = 401, description = "No valid token or session", body = ErrorBody),
+        (status = 404, description = "No such webhook of the caller's", body = ErrorBody),
+    ),
+)]
+#[get("/v1/agents/{agent}/webhooks/{webhook}/deliveries/stream")]
 async fn activity_stream(
     hub: web::Data<Hub>,
     caller: Caller,
-    path: web::Path<(String, String)>,
+    path: web::Path<super::WebhookPath>,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (agent, webhook) = path.into_inner();
+    let super::WebhookPath { agent, webhook } = path.into_inner();
     let StreamQuery { limit, status } = query.into_inner();
     let query = webhooks::ActivityQuery {
         limit,

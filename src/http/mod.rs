@@ -1,5 +1,8 @@
 //! HTTP routes, one file per resource. Handlers are thin: they read the request, call
 //! [`crate::service`], and shape the response.
+//!
+//! Every route is registered through [`Routes`], which is also where the OpenAPI document
+//! ([`openapi`]) is collected from, so that the document and the routes cannot differ.
 
 pub mod agents;
 pub mod auth;
@@ -9,28 +12,128 @@ pub mod deliveries;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod webhooks;
 
 use std::time::Duration;
 
-use actix_web::{http::header, web, HttpRequest};
+use actix_web::{
+    dev::HttpServiceFactory,
+    http::{header, Method},
+    web, FromRequest, Handler, HttpRequest, Responder,
+};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_actix_web::{service_config::ServiceConfig, OpenApiFactory};
 
 use crate::{admission::BodySlot, error::ApiError, service::input, state::Hub};
 
 /// Management bodies are small JSON objects.
 const MAX_MANAGEMENT_BODY: usize = 64 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(health::configure)
-        .configure(dashboard::configure)
-        .configure(agents::configure)
-        .configure(webhooks::configure)
-        .configure(deliveries::configure)
-        .configure(ingest::configure)
-        .configure(connect::configure)
-        .configure(metrics::configure);
+/// The only way a file of `src/http/` registers a route. A documented route is an actix
+/// handler (`#[get(…)]` and the like) that also carries `#[utoipa::path]`: its method and
+/// path are written once, in the actix attribute, and `utoipa-actix-web` collects its
+/// operation from the very call that registers it. A route without `#[utoipa::path]` does
+/// not compile there. What is left out of the document on purpose goes through
+/// [`Routes::left_out`], which keeps a list that a test holds to the routes meant to be
+/// left out, so that a route cannot be left out by accident either.
+pub struct Routes<'c, 's> {
+    config: &'c mut ServiceConfig<'s>,
+    left_out: Vec<LeftOut>,
+}
+
+/// A route registered outside the OpenAPI document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    pub method: Method,
+    pub path: &'static str,
+}
+
+impl<'c, 's> Routes<'c, 's> {
+    pub fn new(config: &'c mut ServiceConfig<'s>) -> Self {
+        Self {
+            config,
+            left_out: Vec::new(),
+        }
+    }
+
+    pub fn documented<F>(&mut self, service: F) -> &mut Self
+    where
+        F: HttpServiceFactory + OpenApiFactory + 'static,
+    {
+        self.config.service(service);
+        self
+    }
+
+    pub fn left_out<F, Args>(&mut self, method: Method, path: &'static str, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.config
+            .route(path, web::method(method.clone()).to(handler));
+        self.left_out.push(LeftOut { method, path });
+        self
+    }
+
+    /// What was registered through [`Routes::left_out`], in order.
+    pub fn into_left_out(self) -> Vec<LeftOut> {
+        self.left_out
+    }
+}
+
+/// Every route of the API but `POST /v1/mcp` (see [`crate::mcp::http`]), which
+/// [`crate::startup`] mounts beside these.
+pub fn configure(routes: &mut Routes) {
+    health::configure(routes);
+    dashboard::configure(routes);
+    agents::configure(routes);
+    webhooks::configure(routes);
+    deliveries::configure(routes);
+    ingest::configure(routes);
+    connect::configure(routes);
+    metrics::configure(routes);
+    openapi::configure(routes);
+}
+
+/// Registers [`configure`]'s routes on a worker's app.
+pub fn register(config: &mut web::ServiceConfig) {
+    let mut config = ServiceConfig::new(config);
+    configure(&mut Routes::new(&mut config));
+}
+
+/// `{agent}` in a path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AgentPath {
+    /// An agent id (`agt_…`); with an agent token, also `me`.
+    pub agent: String,
+}
+
+/// `{agent}` and `{webhook}` in a path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct WebhookPath {
+    /// An agent id (`agt_…`); with an agent token, also `me`.
+    pub agent: String,
+    /// A webhook id (`whk_…`) of that agent.
+    pub webhook: String,
+}
+
+/// `{agent}`, `{webhook}` and `{delivery}` in a path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DeliveryPath {
+    /// An agent id (`agt_…`); with an agent token, also `me`.
+    pub agent: String,
+    /// A webhook id (`whk_…`) of that agent.
+    pub webhook: String,
+    /// A delivery id (`dlv_…`) of that webhook.
+    pub delivery: String,
 }
 
 /// Reads a body up to `limit` bytes: a declared length over the limit is refused before

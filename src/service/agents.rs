@@ -44,9 +44,27 @@ pub async fn create_agent(
     })
 }
 
+/// What a new agent is made of.
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
+pub struct NewAgent {
+    /// 1 to 200 characters, surrounding whitespace trimmed.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+}
+
+impl NewAgent {
+    pub fn from_object(body: &Object) -> Result<Self, ApiError> {
+        Ok(Self {
+            name: input::required_str(body, "name", crate::domain::MAX_NAME)?,
+        })
+    }
+}
+
+/// The body is validated only once the caller is known to be an owner: an agent learns
+/// nothing from validation.
 pub async fn create(hub: &Hub, caller: &Caller, body: &Object) -> Result<CreatedAgent, ApiError> {
     let account_id = owner_only(caller)?;
-    let name = input::required_str(body, "name", crate::domain::MAX_NAME)?;
+    let NewAgent { name } = NewAgent::from_object(body)?;
     create_agent(&hub.store, account_id, &name).await
 }
 

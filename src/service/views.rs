@@ -1,10 +1,13 @@
-//! The JSON shapes the API answers with, as the spec names them.
+//! The JSON shapes the API answers with, as the spec names them. Their schemas in the
+//! OpenAPI document (`GET /v1/openapi.json`) are derived from these same types.
 
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::{
     clock::rfc3339,
+    domain::{DeliveryStatus, Provider},
     store::{ActivityRecord, Agent, Webhook},
 };
 
@@ -26,7 +29,7 @@ pub struct CreatedAgent {
     pub created_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentView {
     pub agent_id: String,
@@ -52,28 +55,31 @@ impl AgentView {
 }
 
 /// The create response: exactly the seed's shape, the only time the secret is shown.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedWebhook {
     pub webhook_id: String,
     pub url: String,
     pub signing_secret: String,
     pub name: String,
+    #[schema(value_type = Provider)]
     pub provider: &'static str,
     pub active: bool,
     pub created_at: String,
 }
 
 /// A webhook as listed and read: never a secret.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
     pub webhook_id: String,
     pub agent_id: String,
     pub url: String,
     pub name: String,
+    #[schema(value_type = Provider)]
     pub provider: &'static str,
     pub active: bool,
+    /// `user` when its owner made it, `agent` when the agent did.
     pub created_by: String,
     /// Stripe and Slack only: whether their secret is set, so inbound requests verify.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,25 +112,26 @@ pub fn webhook_url(public_url: &str, webhook_id: &str) -> String {
     format!("{public_url}/v1/hooks/{webhook_id}")
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RotatedSecret {
     pub webhook_id: String,
     pub signing_secret: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deactivated {
     pub webhook_id: String,
     pub active: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
     pub delivery_id: String,
     pub webhook_id: String,
+    #[schema(value_type = DeliveryStatus)]
     pub status: &'static str,
     pub event: Option<String>,
     pub received_at: String,
@@ -160,7 +167,7 @@ impl DeliveryView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryPage {
     pub deliveries: Vec<DeliveryView>,
@@ -168,13 +175,17 @@ pub struct DeliveryPage {
 }
 
 /// One delivery with its headers and body.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryDetail {
     #[serde(flatten)]
     pub record: DeliveryView,
+    /// The request's headers as received, names lower-case, repeated ones joined.
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub headers: Box<RawValue>,
+    /// As received when it is UTF-8, else base64.
     pub body: String,
+    /// `utf8` or `base64`: how `body` holds the bytes received.
     pub body_encoding: &'static str,
     /// `body` is only the start of what was received (`sizeBytes` long).
     #[serde(skip_serializing_if = "std::ops::Not::not")]

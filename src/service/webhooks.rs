@@ -32,9 +32,13 @@ fn parse_webhook_id(s: &str) -> Result<WebhookId, ApiError> {
 
 /// What a new webhook is made of: `name` and `provider` (default `generic`), the same
 /// from an HTTP body and from a tool's arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NewWebhook {
+    /// 1 to 200 characters, surrounding whitespace trimmed.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// `generic` when left out.
+    #[schema(required = false)]
     pub provider: Provider,
 }
 
@@ -147,6 +151,22 @@ pub async fn rotate(
     })
 }
 
+/// The secret Stripe or Slack issued for a webhook, which its requests are verified with.
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ProviderSecret {
+    /// Stripe's `whsec_…`, or Slack's signing secret.
+    #[schema(min_length = 1, max_length = 1024)]
+    pub secret: String,
+}
+
+impl ProviderSecret {
+    pub fn from_object(body: &Object) -> Result<Self, ApiError> {
+        Ok(Self {
+            secret: input::required_str(body, "secret", MAX_PROVIDER_SECRET)?,
+        })
+    }
+}
+
 pub async fn set_provider_secret(
     hub: &Hub,
     caller: &Caller,
@@ -161,7 +181,7 @@ pub async fn set_provider_secret(
         .get_webhook(&owner, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let secret = input::required_str(body, "secret", MAX_PROVIDER_SECRET)?;
+    let ProviderSecret { secret } = ProviderSecret::from_object(body)?;
     if !webhook.provider.uses_provider_secret() {
         return Err(ApiError::invalid(
             "secret",

@@ -24,6 +24,7 @@ mod listen;
 mod mcp;
 mod metrics;
 mod migrations;
+mod openapi;
 mod providers;
 mod retention;
 mod socket;
