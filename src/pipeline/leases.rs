@@ -17,7 +17,8 @@ use std::{
 use crate::domain::ids::{AgentId, DeliveryId};
 
 /// Most deliveries one agent may have handed out and unacked at once through the pull
-/// side; past it, `next_events` hands out nothing new until some are acked or time out.
+/// side; past it, `next_events` answers `conflict`, saying so, until some are acked or
+/// time out.
 pub const MAX_HANDED_OUT: usize = 1000;
 
 /// One delivery handed out: until when, and as which attempt.

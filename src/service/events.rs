@@ -186,6 +186,11 @@ async fn ack(
         // Committed before the answer: a later call, or a restarted hub, never hands it
         // out again.
         hub.writer.barrier().await;
+        // A barrier ends with its batch either way: a batch that failed (a full disk)
+        // must not be answered as acked.
+        if hub.writer.health().await.is_err() {
+            return Err(ApiError::StorageUnavailable);
+        }
         let leases = hub.leases.agent(agent.id());
         {
             let mut out = leases.lock().await;
