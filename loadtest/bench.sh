@@ -23,7 +23,7 @@ run() { # name, args...
     grep -F '**no**' <<<"$out" | sed "s/^/$name run $i: /" >>"$MISSED" || true
   done
 }
-scenarios=${*:-ingest latency backlog backlog-many connections mcp}
+scenarios=${*:-ingest latency backlog backlog-many connections one-agent mcp}
 for s in $scenarios; do
   case $s in
     ingest)       run ingest ingest --agents 4 --posters 256 --body-bytes 1024 --requests 200000 ;;
@@ -31,6 +31,7 @@ for s in $scenarios; do
     backlog)      run backlog backlog --agents 1 --per-agent 100000 --posters 256 --body-bytes 1024 ;;
     backlog-many) run backlog-many backlog --agents 1000 --per-agent 100 --posters 256 --body-bytes 1024 ;;
     connections)  run connections connections --connections max --idle-seconds 30 ;;
+    one-agent)    run one-agent one-agent --posters 32 --body-bytes 1024 --requests 50000 --rate 1000 --seconds 10 ;;
     mcp)          run mcp mcp --events 20000 --posters 64 --body-bytes 1024 ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac

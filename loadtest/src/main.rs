@@ -123,6 +123,23 @@ enum Scenario {
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
         connect_concurrency: u32,
     },
+    /// One agent, one busy webhook, acking each delivery as it arrives: closed loop, then
+    /// open loop at --rate.
+    OneAgent {
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        posters: u32,
+        #[arg(long, default_value_t = 1024, value_parser = body_bytes)]
+        body_bytes: usize,
+        /// Posts of the closed-loop phase.
+        #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        requests: u64,
+        /// Posts per second of the open-loop phase.
+        #[arg(long, default_value_t = 1000.0, value_parser = rate)]
+        rate: f64,
+        /// Seconds of the open-loop phase.
+        #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+        seconds: f64,
+    },
     /// One agent's offline backlog drained with MCP `next_events` (max 100, acking as it
     /// goes), then the same backlog flushed over its WebSocket: events/s, round trips.
     Mcp {
@@ -226,6 +243,13 @@ impl Cli {
             Scenario::Ingest { requests, posters, .. } if *requests < u64::from(*posters) => Err(format!(
                 "--requests {requests} is fewer than --posters {posters}: some posters would post nothing"
             )),
+            Scenario::OneAgent { requests, posters, rate, seconds, .. }
+                if *requests < u64::from(*posters) || rate * seconds < f64::from(*posters) =>
+            {
+                Err(format!(
+                    "--requests {requests} and --rate × --seconds must each be at least --posters {posters}: some posters would post nothing"
+                ))
+            }
             Scenario::Latency { rates, .. } if rates.is_empty() => Err("--rates needs at least one rate".to_owned()),
             _ => Ok(()),
         }
@@ -343,6 +367,27 @@ async fn run(cli: Cli) -> Result<bool, Error> {
                 "backlog",
                 params,
                 scenarios::backlog::run(&mut hub, &common, args).await,
+            )
+        }
+        Scenario::OneAgent {
+            posters,
+            body_bytes,
+            requests,
+            rate,
+            seconds,
+        } => {
+            let params = json!({"posters": posters, "body_bytes": body_bytes, "requests": requests, "rate": rate, "seconds": seconds});
+            let args = scenarios::one_agent::Args {
+                posters: posters as usize,
+                body_bytes,
+                requests,
+                rate,
+                seconds,
+            };
+            (
+                "one-agent",
+                params,
+                scenarios::one_agent::run(&mut hub, &common, args).await,
             )
         }
         Scenario::Mcp {

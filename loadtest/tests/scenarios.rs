@@ -156,6 +156,35 @@ fn backlog_flushes_everything_in_order() {
 }
 
 #[test]
+fn one_agent_runs_closed_then_open_loop_and_loses_nothing() {
+    let report = passing(&[
+        "one-agent",
+        "--posters",
+        "8",
+        "--requests",
+        "200",
+        "--rate",
+        "100",
+        "--seconds",
+        "2",
+    ]);
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2);
+    assert_no_loss(&phases[0], 200);
+    assert_no_loss(&phases[1], 200);
+    for phase in phases {
+        let bytes = phase["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "hub bytes written per delivery")
+            .expect("bytes written per delivery is reported");
+        // Every delivery is committed to disk before its 202: it cannot cost nothing.
+        assert!(bytes["value"].as_f64().unwrap() > 0.0, "{bytes}");
+    }
+}
+
+#[test]
 fn mcp_drains_everything_in_order_beside_the_socket() {
     let report = passing(&["mcp", "--events", "250", "--posters", "8"]);
     let phases = report["phases"].as_array().unwrap();

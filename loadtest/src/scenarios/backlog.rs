@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{
-    connect_agents, cpu_per_1000, ingest::setup, metrics_delta, post_all, wait_acks_committed,
-    Common,
+    bytes_per_delivery, connect_agents, cpu_per_1000, ingest::setup, metrics_delta, post_all,
+    wait_acks_committed, Common,
 };
 use crate::{
     hub::{self, Hub, RssSampler},
@@ -33,6 +33,7 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
     let total = args.per_agent * args.agents as u64;
     let rss_empty = hub.rss();
     let before_queueing = hub::scrape(hub).await?;
+    let io0 = hub.written_bytes();
     let plan = Plan {
         addr: hub.addr,
         webhooks,
@@ -65,6 +66,7 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
     let acks = wait_acks_committed(hub, &before, accepted, common.drain).await?;
     let acks_done = flush_start.elapsed();
     let cpu1 = hub.cpu_time();
+    let io1 = hub.written_bytes();
     let peak = sampler.peak().await;
     let still_connected = online
         .progress
@@ -119,6 +121,12 @@ pub async fn run(hub: &mut Hub, common: &Common, args: Args) -> Result<Vec<Phase
             "hub CPU per 1,000 flushed",
             cpu_per_1000(cpu0, cpu1, accepted),
             "s",
+        ),
+        // Ingest, send, ack and checkpoints: the whole life of each delivery.
+        Figure::new(
+            "hub bytes written per delivery, queued and flushed",
+            bytes_per_delivery(io0, io1, accepted),
+            "B",
         ),
     ];
     // Over the whole phase: queueing and flush.

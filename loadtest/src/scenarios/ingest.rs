@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 
-use super::{connect_agents, cpu_per_1000, metrics_delta, post_all, wait_acks_committed, Common};
+use super::{
+    bytes_per_delivery, connect_agents, cpu_per_1000, metrics_delta, post_all, wait_acks_committed,
+    Common,
+};
 use crate::{
     agent::new_histogram,
     hub::{self, create_agents, Hub, Webhook},
@@ -57,7 +60,7 @@ pub async fn online_phase(
         return Err("the agents' sockets did not all open within 30 s".into());
     }
     let before = hub::scrape(hub).await?;
-    let (cpu0, own0) = (hub.cpu_time(), sys::own_cpu_time());
+    let (cpu0, own0, io0) = (hub.cpu_time(), sys::own_cpu_time(), hub.written_bytes());
     let plan = Plan {
         addr: hub.addr,
         webhooks,
@@ -71,7 +74,7 @@ pub async fn online_phase(
     let accepted: u64 = posters.iter().map(|p| p.accepted.len() as u64).sum();
     let all_in = online.wait_received(accepted, common.drain).await;
     let acks = wait_acks_committed(hub, &before, accepted, common.drain).await?;
-    let (cpu1, own1) = (hub.cpu_time(), sys::own_cpu_time());
+    let (cpu1, own1, io1) = (hub.cpu_time(), sys::own_cpu_time(), hub.written_bytes());
     let ledgers = online.finish().await;
     let after = hub::scrape(hub).await?;
 
@@ -110,6 +113,11 @@ pub async fn online_phase(
         "hub CPU per 1,000 deliveries",
         cpu_per_1000(cpu0, cpu1, accepted),
         "s",
+    ));
+    figures.push(Figure::new(
+        "hub bytes written per delivery",
+        bytes_per_delivery(io0, io1, accepted),
+        "B",
     ));
     figures.push(Figure::new(
         "loadtest CPU per 1,000 deliveries",

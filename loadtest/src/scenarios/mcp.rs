@@ -19,7 +19,8 @@ use hyper::Method;
 use serde_json::json;
 
 use super::{
-    backlog, cpu_per_1000, ingest::setup, metrics_delta, post_all, wait_acks_committed, Common,
+    backlog, bytes_per_delivery, cpu_per_1000, ingest::setup, metrics_delta, post_all,
+    wait_acks_committed, Common,
 };
 use crate::{
     agent::{new_histogram, on_text, AgentLedger, Progress},
@@ -164,8 +165,7 @@ async fn drain_over_mcp(hub: &mut Hub, common: &Common, args: &Args) -> Result<P
         ),
         Figure::new(
             "bytes written per delivery drained",
-            io0.zip(io1)
-                .map(|(a, b)| b.saturating_sub(a) as f64 / accepted.max(1) as f64),
+            bytes_per_delivery(io0, io1, accepted),
             "B",
         ),
     ];

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod ingest;
 pub mod latency;
 pub mod mcp;
+pub mod one_agent;
 
 use std::{
     net::SocketAddr,
@@ -192,6 +193,13 @@ pub fn metrics_delta(before: &Scrape, after: &Scrape) -> Value {
 }
 
 /// Hub CPU seconds between two readings, per 1,000 deliveries.
+/// Bytes the hub wrote to storage per delivery between two readings of its
+/// `/proc/<pid>/io`: with CPU per delivery, the figure the machine's speed moves least.
+pub fn bytes_per_delivery(before: Option<u64>, after: Option<u64>, deliveries: u64) -> Option<f64> {
+    let (b, a) = (before?, after?);
+    (deliveries > 0).then(|| a.saturating_sub(b) as f64 / deliveries as f64)
+}
+
 pub fn cpu_per_1000(
     before: Option<Duration>,
     after: Option<Duration>,
