@@ -23,7 +23,6 @@ use rmcp::{
 use serde_json::{json, Value};
 
 use crate::{
-    error::ApiError,
     service::{
         events::EventTool,
         tools::{self, Tool, ToolSpec, TOOL_NAMES},
@@ -56,14 +55,10 @@ impl HubTools {
     ) -> Option<CallToolResult> {
         let outcome = if let Some(parsed) = EventTool::parse(name, &args) {
             match parsed {
-                Ok(tool) => tool.run(&self.hub, agent).await.map_err(|e| {
-                    if let ApiError::Internal(cause) = &e {
-                        tracing::error!(tool = name, error = %cause, "tool call failed");
-                    }
-                    e.body().error
-                }),
-                Err(e) => Err(e.body().error),
+                Ok(tool) => tool.run(&self.hub, agent).await,
+                Err(e) => Err(e),
             }
+            .map_err(|e| tools::error_detail(name, &e))
         } else if TOOL_NAMES.contains(&name) {
             tools::call(&self.hub, &Caller::Agent(agent.clone()), name, args).await
         } else {

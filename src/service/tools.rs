@@ -293,12 +293,15 @@ pub async fn call(
         Ok(parsed) => parsed.run(hub, caller).await,
         Err(e) => Err(e),
     };
-    outcome.map_err(|e| {
-        if let ApiError::Internal(cause) = &e {
-            tracing::error!(tool, error = %cause, "tool call failed");
-        }
-        e.body().error
-    })
+    outcome.map_err(|e| error_detail(tool, &e))
+}
+
+/// The error a caller of a tool sees; an internal error's cause goes to the log only.
+pub fn error_detail(tool: &str, e: &ApiError) -> ErrorDetail {
+    if let ApiError::Internal(cause) = e {
+        tracing::error!(tool, error = %cause, "tool call failed");
+    }
+    e.body().error
 }
 
 fn to_value(v: impl Serialize) -> Result<Value, ApiError> {
