@@ -406,13 +406,7 @@ impl Actor for AgentSession {
             ),
         );
         self.schedule_tick(ctx);
-        let store = self.hub.store.clone();
-        let agent_id = self.agent_id().clone();
-        actix::spawn(async move {
-            if let Err(e) = store.touch_agent(&agent_id, clock::now_ms()).await {
-                tracing::warn!(error = %e, "could not record the agent's last-seen time");
-            }
-        });
+        self.hub.writer.seen(self.agent_id().clone());
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -423,11 +417,7 @@ impl Actor for AgentSession {
             });
         }
         tracing::info!(agent_id = %self.agent_id(), unacked = self.window.unacked(), "agent disconnected");
-        let store = self.hub.store.clone();
-        let agent_id = self.agent_id().clone();
-        actix::spawn(async move {
-            let _ = store.touch_agent(&agent_id, clock::now_ms()).await;
-        });
+        self.hub.writer.seen(self.agent_id().clone());
     }
 }
 

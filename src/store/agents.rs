@@ -116,13 +116,4 @@ impl Store {
             account_id: AccountId::from_trusted(r.get("account_id")),
         }))
     }
-
-    pub async fn touch_agent(&self, agent_id: &AgentId, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE agents SET last_seen_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(agent_id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
 }

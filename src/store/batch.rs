@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use sqlx::{Row, SqliteConnection};
 
 use super::{
+    dedupe::{Original, RecentKeys},
     queue::{count_pending, pending_from_row, PENDING_SELECT},
     BatchWriter, OwnedAgent, StoreError,
 };
@@ -25,7 +26,9 @@ async fn max_seqs(conn: &mut SqliteConnection) -> Result<(i64, i64), StoreError>
 
 /// Opens the writer's transaction and, in the same round trip to SQLite's thread, finds
 /// for each `(webhook id, provider delivery id)` the delivery that first carried it on
-/// that webhook, if any.
+/// that webhook, if any: in memory for the keys not yet merged ([`RecentKeys`]), else in
+/// `delivery_dedupe`, where a match counts only if its delivery's row carries the very
+/// same ids (a shared hash is not a repeat).
 ///
 /// The writer owns the transaction by hand (`BEGIN` here, `COMMIT` at the end of
 /// [`write_batch`], [`rollback`] on any error) rather than through `sqlx::Transaction`,
@@ -34,23 +37,40 @@ async fn max_seqs(conn: &mut SqliteConnection) -> Result<(i64, i64), StoreError>
 /// a commit's time.
 async fn begin_batch(
     conn: &mut SqliteConnection,
+    recent: &RecentKeys,
     keys: &[(&str, &str)],
 ) -> Result<HashMap<(WebhookId, String), DeliveryId>, StoreError> {
-    let pairs = json_text("the batch's dedupe keys", &keys)?;
+    let mut originals = HashMap::new();
+    let mut look_up = Vec::new();
+    for &(webhook_id, pid) in keys {
+        let webhook_id = WebhookId::from_trusted(webhook_id.to_owned());
+        match recent.find(&webhook_id, pid) {
+            Some(original) => {
+                originals.insert((webhook_id, pid.to_owned()), original.id.clone());
+            }
+            None => look_up.push((
+                webhook_id.as_str().to_owned(),
+                pid,
+                RecentKeys::hash(webhook_id.as_str(), pid),
+            )),
+        }
+    }
+    let look_up = json_text("the batch's dedupe keys", &look_up)?;
     let rows: Vec<(String, String, String)> = sqlx::query_as(
         "BEGIN IMMEDIATE;
          SELECT d.webhook_id, d.provider_delivery_id, d.id
          FROM json_each(?) j
-         JOIN deliveries d ON d.webhook_id = json_extract(j.value, '$[0]')
+         JOIN delivery_dedupe k ON k.day IN (SELECT value FROM json_each(?))
+             AND k.key = json_extract(j.value, '$[2]')
+         JOIN deliveries d ON d.seq = k.seq
+         WHERE d.webhook_id = json_extract(j.value, '$[0]')
              AND d.provider_delivery_id = json_extract(j.value, '$[1]')
-             AND d.provider_delivery_id IS NOT NULL
-         WHERE d.status NOT IN ('rejected', 'duplicate')
          ORDER BY d.seq",
     )
-    .bind(pairs)
+    .bind(look_up)
+    .bind(recent.days_json()?)
     .fetch_all(conn)
     .await?;
-    let mut originals = HashMap::new();
     for (webhook_id, provider_delivery_id, id) in rows {
         originals
             .entry((WebhookId::from_trusted(webhook_id), provider_delivery_id))
@@ -97,6 +117,8 @@ pub struct BatchWrites<'a> {
     pub sent: &'a [(AgentId, DeliveryId)],
     /// Each ack with the agent that sent it; an agent acks only its own deliveries.
     pub acks: &'a [(AgentId, DeliveryId)],
+    /// Agents seen (connected or disconnected), with when: `[agent, at]`.
+    pub seen: &'a [(AgentId, i64)],
     pub at: i64,
 }
 
@@ -137,6 +159,12 @@ const ACKS_TAKING_EFFECT: &str =
         AND d.agent_id = json_extract(a.value, '$[1]')
     WHERE d.status IN ('queued', 'sent')
     GROUP BY d.agent_id";
+
+/// Each agent's last-seen time, from the batch's `[agent, at]` pairs: the latest wins.
+const SEEN: &str = "UPDATE agents SET last_seen_at = s.at
+    FROM (SELECT json_extract(value, '$[0]') AS agent_id, MAX(json_extract(value, '$[1]')) AS at
+          FROM json_each(?) GROUP BY 1) AS s
+    WHERE agents.id = s.agent_id";
 
 /// Applies a batch's rows, sends and acks, and with `commit` ends the transaction, in two
 /// round trips: the 32-row inserts, then everything else. Each statement text depends only
@@ -191,6 +219,13 @@ async fn write_batch(
             .bind(w.at)
             .bind(n)
             .bind(id_array(ids.into_iter())?)
+            .execute(&mut *conn)
+            .await?;
+    }
+
+    if !w.seen.is_empty() {
+        sqlx::query(SEEN)
+            .bind(json_text("the agents seen", &w.seen)?)
             .execute(&mut *conn)
             .await?;
     }
@@ -270,33 +305,6 @@ fn bind_rows<'q>(mut q: SqliteQuery<'q>, rows: &[InsertRow<'q>], chunk: usize) -
         }
     }
     q
-}
-
-async fn insert(
-    conn: &mut SqliteConnection,
-    d: &NewDelivery,
-    status: DeliveryStatus,
-    queue_seq: Option<i64>,
-    reason: Option<&str>,
-) -> Result<(), StoreError> {
-    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries")
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = [InsertRow {
-        seq,
-        d,
-        status,
-        queue_seq,
-        reason,
-        cut: None,
-    }];
-    let w = BatchWrites {
-        rows: &rows,
-        sent: &[],
-        acks: &[],
-        at: 0,
-    };
-    write_batch(conn, &w, false).await.map(drop)
 }
 
 /// Deletes all but the newest `keep` rejected requests of a webhook, payloads included
@@ -410,14 +418,25 @@ async fn probe(conn: &mut SqliteConnection, at: i64) -> Result<(), StoreError> {
 }
 
 /// [`BatchWriter`] on SQLite: the writer's own connection, with its transaction opened
-/// and ended by hand (see `begin_batch`).
+/// and ended by hand (see `begin_batch`), and the dedupe keys not yet merged.
 pub struct SqliteBatch {
     conn: SqliteConnection,
+    keys: RecentKeys,
+    /// The highest row committed, and the highest of the open transaction.
+    committed_seq: i64,
+    staged_seq: i64,
 }
 
 impl SqliteBatch {
-    pub(super) fn new(conn: SqliteConnection) -> Self {
-        Self { conn }
+    pub(super) async fn open(mut conn: SqliteConnection) -> Result<Self, StoreError> {
+        let keys = RecentKeys::open(&mut conn).await?;
+        let (committed_seq, _) = max_seqs(&mut conn).await?;
+        Ok(Self {
+            conn,
+            keys,
+            committed_seq,
+            staged_seq: committed_seq,
+        })
     }
 
     /// Inserts one row, numbered after the last, inside the open batch: for tests that
@@ -429,7 +448,42 @@ impl SqliteBatch {
         queue_seq: Option<i64>,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        insert(&mut self.conn, d, status, queue_seq, reason).await
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries")
+            .fetch_one(&mut self.conn)
+            .await?;
+        let rows = [InsertRow {
+            seq,
+            d,
+            status,
+            queue_seq,
+            reason,
+            cut: None,
+        }];
+        let w = BatchWrites {
+            rows: &rows,
+            sent: &[],
+            acks: &[],
+            seen: &[],
+            at: 0,
+        };
+        self.write(&w, false).await.map(drop)
+    }
+
+    /// Before a `COMMIT`: merges the keys in memory when there are enough of them.
+    async fn merge_if_due(&mut self) -> Result<(), StoreError> {
+        if self.keys.merge_due() {
+            // Every original up to the last committed row is in memory; this
+            // transaction's own stay there, staged.
+            self.keys
+                .write_merge(&mut self.conn, self.committed_seq)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self) {
+        self.keys.committed_transaction();
+        self.committed_seq = self.staged_seq;
     }
 }
 
@@ -442,7 +496,7 @@ impl BatchWriter for SqliteBatch {
         &mut self,
         dedupe_keys: &[(&str, &str)],
     ) -> Result<HashMap<(WebhookId, String), DeliveryId>, StoreError> {
-        begin_batch(&mut self.conn, dedupe_keys).await
+        begin_batch(&mut self.conn, &self.keys, dedupe_keys).await
     }
 
     async fn count_pending(&mut self, agent: &AgentId) -> Result<(i64, i64), StoreError> {
@@ -454,7 +508,25 @@ impl BatchWriter for SqliteBatch {
         writes: &BatchWrites<'_>,
         commit: bool,
     ) -> Result<HashMap<AgentId, (u64, i64)>, StoreError> {
-        write_batch(&mut self.conn, writes, commit).await
+        if commit {
+            self.merge_if_due().await?;
+        }
+        let acked = write_batch(&mut self.conn, writes, commit).await?;
+        for r in writes.rows {
+            self.staged_seq = self.staged_seq.max(r.seq);
+            if let (DeliveryStatus::Queued, Some(pid)) = (r.status, &r.d.provider_delivery_id) {
+                let original = Original {
+                    id: r.d.id.clone(),
+                    seq: r.seq,
+                    received_at: r.d.received_at,
+                };
+                self.keys.stage(&r.d.webhook_id, pid, original);
+            }
+        }
+        if commit {
+            self.committed();
+        }
+        Ok(acked)
     }
 
     async fn prune_rejected(
@@ -481,7 +553,9 @@ impl BatchWriter for SqliteBatch {
         cutoff: i64,
         expired_cutoff: i64,
     ) -> Result<(u64, u64), StoreError> {
-        super::retention::apply_retention(&mut self.conn, cutoff, expired_cutoff).await
+        let first_day_kept = self.keys.forget_before(cutoff);
+        super::retention::apply_retention(&mut self.conn, cutoff, expired_cutoff, first_day_kept)
+            .await
     }
 
     async fn probe(&mut self, at: i64) -> Result<(), StoreError> {
@@ -489,10 +563,15 @@ impl BatchWriter for SqliteBatch {
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
-        commit(&mut self.conn).await
+        self.merge_if_due().await?;
+        commit(&mut self.conn).await?;
+        self.committed();
+        Ok(())
     }
 
     async fn rollback(&mut self) {
+        self.keys.rolled_back();
+        self.staged_seq = self.committed_seq;
         rollback(&mut self.conn).await
     }
 }

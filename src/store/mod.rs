@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod activity;
 pub mod agents;
 pub mod batch;
+pub mod dedupe;
 pub mod queue;
 pub mod retention;
 pub mod sessions;
@@ -195,11 +196,15 @@ impl Store {
             .foreign_keys(true)
             // The CLI writes to the same file while a server runs; wait rather than fail.
             .busy_timeout(Duration::from_secs(10))
+            // Set before anything else touches a new file; an older file is converted by
+            // `convert_page_size` below. See PAGE_SIZE.
+            .page_size(PAGE_SIZE)
             // A commit that leaves the WAL over ~40 MiB (not SQLite's ~4 MiB) checkpoints
             // inside that commit. The copying is mostly done by then: `checkpoint` runs
             // beside the writer; this is what lets the WAL start over from its beginning.
-            .pragma("wal_autocheckpoint", "10000")
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
             .disable_statement_logging();
+        convert_page_size(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
@@ -211,7 +216,7 @@ impl Store {
     /// The delivery writer's connection, outside the pool. Its statement cache holds every
     /// shape of batch statement ([`batch`]) at once.
     pub async fn batch_writer(&self) -> Result<SqliteBatch, StoreError> {
-        Ok(SqliteBatch::new(self.dedicated_connection(256).await?))
+        SqliteBatch::open(self.dedicated_connection(256).await?).await
     }
 
     async fn dedicated_connection(
@@ -246,6 +251,54 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// SQLite's page, the unit of every write: a commit appends each page it changed, whole, to
+/// the WAL, and the checkpoint copies it again. A delivery's commit changes the end of
+/// every index it is in (half a dozen b-trees) plus its payload, so most of what it wrote
+/// with SQLite's default of 4 KiB was the unchanged rest of those pages: 15.5 KB for a
+/// 1 KiB delivery at full load and ~39 KB at one commit per delivery (BENCHMARKS.md). With
+/// 1 KiB pages the same commits write a third to a half of that; a body over ~1 KiB
+/// takes an overflow page more to read, which costs less than it saves.
+const PAGE_SIZE: u32 = 1024;
+/// ~40 MiB of WAL, in pages of [`PAGE_SIZE`].
+const WAL_AUTOCHECKPOINT_PAGES: &str = "40000";
+
+/// Rewrites a database made with another page size (every hub before [`PAGE_SIZE`] was
+/// chosen made 4 KiB pages) into pages of [`PAGE_SIZE`], once, before anything else opens
+/// it. SQLite changes a WAL database's page size only by `VACUUM` outside WAL mode; in
+/// rollback-journal mode that `VACUUM` is one transaction, so a hub killed in the middle
+/// leaves the old file, whole, to be converted at the next start. It needs room for a
+/// second copy of the database for as long as it runs.
+async fn convert_page_size(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+    let mut conn = SqliteConnection::connect_with(options).await?;
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut conn)
+        .await?;
+    if page_size != i64::from(PAGE_SIZE) {
+        let started = std::time::Instant::now();
+        tracing::info!(
+            from = page_size,
+            to = PAGE_SIZE,
+            "rewriting the database with smaller pages, once; a large database takes a while"
+        );
+        sqlx::query("PRAGMA journal_mode = DELETE")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query(&format!("PRAGMA page_size = {PAGE_SIZE}"))
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("VACUUM").execute(&mut conn).await?;
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&mut conn)
+            .await?;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "the database has its new page size"
+        );
+    }
+    conn.close().await?;
+    Ok(())
 }
 
 /// How long the checkpointer lets commits gather before it copies them: at most ten

@@ -11,11 +11,18 @@ pub const RETENTION_STEP: u64 = 5_000;
 /// Applies one step of retention: unacked deliveries older than `cutoff` become `expired`;
 /// finished ones older than it are deleted, and expired ones a retention period later. At
 /// most [`RETENTION_STEP`] rows of each; a count equal to it means there may be more.
+/// Dedupe keys go by whole days, those before `first_day_kept` (the day of `cutoff`):
+/// a repeat is recognised for at least the retention period.
 pub async fn apply_retention(
     conn: &mut SqliteConnection,
     cutoff: i64,
     expired_cutoff: i64,
+    first_day_kept: i64,
 ) -> Result<(u64, u64), StoreError> {
+    sqlx::query("DELETE FROM delivery_dedupe WHERE day < ?")
+        .bind(first_day_kept)
+        .execute(&mut *conn)
+        .await?;
     let expired = sqlx::query(
         "UPDATE deliveries SET status = 'expired' WHERE seq IN (
              SELECT seq FROM deliveries

@@ -1,7 +1,15 @@
 //! A data directory written by an earlier version opens with every delivery intact, and
 //! without what a later version no longer keeps.
 
-use std::path::Path;
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+
+use crate::harness::{
+    process::{free_port, HubProcess},
+    senders::github_signature,
+    HubClient,
+};
 
 use hookhub::{
     domain::ids::{AccountId, AgentId, DeliveryId, WebhookId},
@@ -150,4 +158,131 @@ async fn database_before_migration(db: &Path, version: i64) -> sqlx::SqliteConne
         .collect();
     old.run(&mut conn).await.unwrap();
     conn
+}
+
+/// A data directory written by the previous release (`tests/fixtures/make-datadir-0.1.sh`
+/// made it with the build of commit 785f0a9, 4 KiB pages, the dedupe keys in an index of
+/// `deliveries`, its WAL not yet checkpointed) is carried to the current layout by the
+/// current binary with nothing lost: every delivery in its state, the queued and the sent
+/// handed out in order (the sent ones as a second attempt), the acked never again, and
+/// the provider delivery ids it had seen still recognised as repeats.
+#[actix_web::test]
+async fn a_data_directory_of_the_previous_release_keeps_every_delivery_and_dedupe_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/datadir-0.1.tar.gz");
+    let untar = Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .arg("-xzf")
+        .arg(&fixture)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let data = dir.path().join("data");
+    let made: Value =
+        serde_json::from_slice(&std::fs::read(data.join("expected.json")).unwrap()).unwrap();
+    let s = |k: &str| made[k].as_str().unwrap().to_owned();
+    let (owner, agent, agent_token, webhook, secret) = (
+        s("ownerToken"),
+        s("agentId"),
+        s("agentToken"),
+        s("webhookId"),
+        s("signingSecret"),
+    );
+
+    let port = free_port();
+    let mut hub = HubProcess::start(&data, port, &[]);
+    assert!(hub.owner_token.is_none(), "the hub found the old data");
+    let client = HubClient::new(port, &owner);
+    let activity = client.activity(&agent, &webhook).await;
+    let mut by_event: Vec<(String, String, i64)> = activity
+        .iter()
+        .map(|d| {
+            (
+                d["event"].as_str().unwrap_or("").to_owned(),
+                d["status"].as_str().unwrap().to_owned(),
+                d["attempts"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    by_event.sort();
+    let expected: Vec<(String, String, i64)> = [
+        ("bad", "rejected", 0),
+        ("e1", "acked", 1),
+        ("e1", "duplicate", 0),
+        ("e2", "acked", 1),
+        ("e3", "sent", 1),
+        ("e4", "sent", 1),
+        ("e5", "queued", 0),
+        ("e6", "queued", 0),
+    ]
+    .iter()
+    .map(|(e, st, n)| (e.to_string(), st.to_string(), *n))
+    .collect();
+    assert_eq!(by_event, expected);
+    for d in activity.iter().filter(|d| d["status"] == "acked") {
+        assert!(d["ackedAt"].is_string() && d["sentAt"].is_string(), "{d}");
+    }
+
+    // What it had seen is still a repeat: an acked one's and a queued one's delivery id.
+    let post = |event: &'static str, guid: &'static str| {
+        let (client, webhook, secret) = (&client, webhook.clone(), secret.clone());
+        async move {
+            let body = format!("{{\"n\":\"{event}\"}}");
+            let signature = github_signature(&secret, &body);
+            client
+                .ingest(
+                    &webhook,
+                    body,
+                    &[
+                        ("content-type", "application/json"),
+                        ("x-github-event", event),
+                        ("x-github-delivery", guid),
+                        ("x-hub-signature-256", &signature),
+                    ],
+                )
+                .await
+        }
+    };
+    assert_eq!(
+        post("e1", "guid-1").await.status,
+        200,
+        "a repeat of an acked one"
+    );
+    assert_eq!(
+        post("e5", "guid-5").await.status,
+        200,
+        "a repeat of a queued one"
+    );
+    assert_eq!(post("e7", "guid-8").await.status, 202, "a new one");
+
+    let mut sock = client.connect(&agent_token).await;
+    for (event, attempt) in [("e3", 2), ("e4", 2), ("e5", 1), ("e6", 1), ("e7", 1)] {
+        let d = sock.next_delivery(10).await;
+        assert_eq!(d["event"], event, "{d}");
+        assert_eq!(d["attempt"], attempt, "{d}");
+        sock.ack(d["deliveryId"].as_str().unwrap()).await;
+    }
+    assert!(
+        sock.next_incoming(1).await.is_none(),
+        "nothing else: the acked ones are not handed out again"
+    );
+    drop(sock);
+    assert!(hub.terminate());
+
+    let page_size: i64 = {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(data.join("hookhub.db"))
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        page_size, 1024,
+        "the file was rewritten with the new page size"
+    );
 }

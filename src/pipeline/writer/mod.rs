@@ -80,6 +80,8 @@ enum Op {
     ),
     Ack(AgentId, DeliveryId),
     Sent(AgentId, Vec<DeliveryId>),
+    /// An agent connected or disconnected at this time (`agents.last_seen_at`).
+    Seen(AgentId, i64),
     Requeue {
         owner: OwnedAgent,
         webhook_id: WebhookId,
@@ -100,7 +102,7 @@ enum Op {
 impl Op {
     /// Someone is waiting for this op's commit.
     fn is_awaited(&self) -> bool {
-        !matches!(self, Op::Ack(..) | Op::Sent(..))
+        !matches!(self, Op::Ack(..) | Op::Sent(..) | Op::Seen(..))
     }
 
     fn body_len(&self) -> usize {
@@ -244,6 +246,15 @@ impl DeliveryWriter {
             return None;
         }
         self.queue(Op::Sent(agent_id, ids))
+    }
+
+    /// Records that an agent was seen now (it connected, or its socket ended). Nobody
+    /// waits for it: it rides with the next batch, so that a few thousand agents
+    /// reconnecting at once (a restart) cost one commit per batch rather than a commit,
+    /// and an fsync, each.
+    pub fn seen(&self, agent_id: AgentId) {
+        // A full queue drops it: a last-seen time is a hint, and the next one replaces it.
+        let _ = self.tx.try_send(Op::Seen(agent_id, clock::now_ms()));
     }
 
     fn queue(&self, op: Op) -> Option<impl Future<Output = ()>> {

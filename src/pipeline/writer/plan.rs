@@ -84,6 +84,7 @@ pub(super) struct Deferred {
     pub(super) rows: Vec<Row>,
     pub(super) sent_ids: Vec<(AgentId, DeliveryId)>,
     pub(super) acks: Vec<(AgentId, DeliveryId)>,
+    pub(super) seen: Vec<(AgentId, i64)>,
 }
 
 impl Deferred {
@@ -123,6 +124,7 @@ impl Deferred {
             rows: &rows,
             sent: &self.sent_ids,
             acks: &self.acks,
+            seen: &self.seen,
             at: now,
         };
         let prune = !rejected_on.is_empty();
@@ -137,6 +139,7 @@ impl Deferred {
         drop(rows);
         self.sent_ids.clear();
         self.acks.clear();
+        self.seen.clear();
         for r in self.rows.drain(..) {
             if let (DeliveryStatus::Queued, Some(seq)) = (r.status, r.queue_seq) {
                 routed.push(Arc::new(PendingDelivery::from_new(r.d, seq)));

@@ -317,6 +317,7 @@ impl<B: BatchWriter> WriterTask<B> {
                     answers.push(Answer::Reject(reply));
                 }
                 Op::Ack(agent_id, id) => deferred.acks.push((agent_id, id)),
+                Op::Seen(agent_id, at) => deferred.seen.push((agent_id, at)),
                 Op::Sent(agent_id, ids) => deferred
                     .sent_ids
                     .extend(ids.into_iter().map(|id| (agent_id.clone(), id))),
