@@ -103,6 +103,14 @@ impl Store {
         .await?;
         let taken = match rows.first() {
             Some(row) => usize::try_from(row.try_get::<i64, _>("taken")?).unwrap_or(0),
+            // The first delivery always fits: no row means nothing was there. (An agent
+            // connecting reads this way, so an empty backlog costs one query, not two.)
+            None if first_always && limit > 0 => {
+                return Ok(PendingPage {
+                    deliveries: Vec::new(),
+                    is_short: true,
+                })
+            }
             // Nothing fit, or nothing was there: only the second is the end of the queue.
             None => {
                 let more: bool = sqlx::query_scalar(
