@@ -5,8 +5,12 @@
 //! it takes each new delivery's key at a random place: at full load that was one page of
 //! WAL, and one page more at the next checkpoint, for every delivery, more than a third
 //! of all the hub wrote (BENCHMARKS.md). Here a key goes first to memory, and to
-//! `delivery_dedupe` only in bulk, [`MERGE_AT`] keys at a time in key order, so that
-//! one page takes many keys at once.
+//! `delivery_dedupe` only in bulk: once [`MERGE_AT`] are waiting, each commit takes the
+//! oldest [`MERGE_CHUNK`] of them along, in key order, so that one page takes many keys
+//! at once. (The chunk bounds what a merge adds to one commit: all 16,384 keys at once
+//! held a commit up for tens of milliseconds.) The gain is largest while a day's keys fill
+//! fewer pages than a chunk has keys (~160,000 a day); far beyond that a key costs close
+//! to a page again, but a 1 KiB one.
 //!
 //! Nothing is lost with the memory: a key's source is its delivery's row, committed with
 //! the delivery. `store_meta.dedupe_merged_seq` says up to which row every key is in the
@@ -31,6 +35,8 @@ use crate::domain::ids::{DeliveryId, WebhookId};
 /// Keys held in memory before they are merged into the table in one go. The more there
 /// are, the more of them share each page they are written to; each is ~150 bytes here.
 pub const MERGE_AT: usize = 16_384;
+/// Keys one merge writes, the oldest first.
+pub const MERGE_CHUNK: usize = 4_096;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -59,6 +65,8 @@ pub struct RecentKeys {
 struct Merge {
     merged_seq: i64,
     days: BTreeSet<i64>,
+    /// The keys it wrote, to leave memory when it commits.
+    keys: Vec<(WebhookId, String)>,
 }
 
 fn key_hash(webhook_id: &str, provider_delivery_id: &str) -> i64 {
@@ -105,7 +113,7 @@ impl RecentKeys {
                  ORDER BY seq LIMIT ?",
             )
             .bind(keys.merged_seq)
-            .bind(MERGE_AT as i64)
+            .bind(MERGE_CHUNK as i64)
             .fetch_all(&mut *conn)
             .await?;
             let Some(&(last, ..)) = rows.last() else {
@@ -166,27 +174,40 @@ impl RecentKeys {
         self.merging.is_none() && self.committed.len() >= MERGE_AT
     }
 
-    /// Writes every committed key in memory into the table, in key order, inside the open
-    /// transaction, and moves `dedupe_merged_seq` to `upto`: the caller vouches that every
-    /// original up to that row is among them. Takes effect with
-    /// [`RecentKeys::committed_transaction`].
+    /// Writes the oldest committed keys in memory, up to [`MERGE_CHUNK`] of them, into the
+    /// table in key order, inside the open transaction, and moves `dedupe_merged_seq`
+    /// past them: to `committed_seq`, the last row committed, when it takes them all (the
+    /// caller vouches that every original up to that row is in memory), else to the last
+    /// one taken. Takes effect with [`RecentKeys::committed_transaction`].
     pub async fn write_merge(
         &mut self,
         conn: &mut SqliteConnection,
-        upto: i64,
+        committed_seq: i64,
     ) -> Result<(), StoreError> {
-        let mut entries: Vec<(i64, i64, i64)> = self
-            .committed
+        let mut oldest: Vec<(i64, &(WebhookId, String))> =
+            self.committed.iter().map(|(k, o)| (o.seq, k)).collect();
+        let all = oldest.len() <= MERGE_CHUNK;
+        if !all {
+            oldest.select_nth_unstable(MERGE_CHUNK - 1);
+            oldest.truncate(MERGE_CHUNK);
+        }
+        let upto = match oldest.iter().map(|(seq, _)| *seq).max() {
+            Some(last) if !all => last,
+            _ => committed_seq,
+        };
+        let mut entries: Vec<(i64, i64, i64)> = oldest
             .iter()
-            .map(|((webhook_id, pid), o)| {
+            .map(|(seq, (webhook_id, pid))| {
+                let received_at = self.committed[&(webhook_id.clone(), pid.clone())].received_at;
                 (
-                    o.received_at.div_euclid(DAY_MS),
+                    received_at.div_euclid(DAY_MS),
                     key_hash(webhook_id.as_str(), pid),
-                    o.seq,
+                    *seq,
                 )
             })
             .collect();
         entries.sort_unstable();
+        let keys: Vec<(WebhookId, String)> = oldest.into_iter().map(|(_, k)| k.clone()).collect();
         let days: BTreeSet<i64> = entries.iter().map(|e| e.0).collect();
         let json = encode("the dedupe keys to merge", &entries)?;
         sqlx::query(
@@ -205,15 +226,18 @@ impl RecentKeys {
         self.merging = Some(Merge {
             merged_seq: upto,
             days,
+            keys,
         });
         Ok(())
     }
 
-    /// The open transaction committed: its keys join memory, and a merge it wrote empties
-    /// memory of the keys it wrote (all those committed before it).
+    /// The open transaction committed: its keys join memory, and the keys a merge in it
+    /// wrote leave memory.
     pub fn committed_transaction(&mut self) {
         if let Some(merge) = self.merging.take() {
-            self.committed.clear();
+            for key in &merge.keys {
+                self.committed.remove(key);
+            }
             self.days.extend(merge.days);
             self.merged_seq = merge.merged_seq;
         }

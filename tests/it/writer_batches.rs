@@ -7,7 +7,10 @@ use hookhub::{
         ids::{AgentId, DeliveryId},
         DeliveryStatus, NewDelivery,
     },
-    store::{dedupe::MERGE_AT, BatchWriter, BatchWrites, InsertRow, SqliteBatch, StoreError},
+    store::{
+        dedupe::{MERGE_AT, MERGE_CHUNK},
+        BatchWriter, BatchWrites, InsertRow, SqliteBatch, StoreError,
+    },
 };
 
 use crate::harness::{
@@ -242,8 +245,8 @@ async fn dedupe_keys_are_found_in_memory_in_the_table_and_after_a_restart() {
     commit_batch(&mut conn, second, &[], &[], 1).await.unwrap();
     assert_eq!(
         merged_keys().await,
-        MERGE_AT as i64,
-        "the commit after the threshold merges what was committed before it"
+        MERGE_CHUNK as i64,
+        "the commit after the threshold merges the oldest of what was committed before it"
     );
 
     let wid = webhook.as_str();
@@ -261,6 +264,9 @@ async fn dedupe_keys_are_found_in_memory_in_the_table_and_after_a_restart() {
         rows[n - 1].id
     );
 
+    // Fewer than MERGE_AT wait now: the next commit merges nothing more.
+    commit_batch(&mut conn, &[], &[], &[], 1).await.unwrap();
+    assert_eq!(merged_keys().await, MERGE_CHUNK as i64);
     // A writer that starts again merges the keys the last one held in memory.
     drop(conn);
     let mut conn = seeded.store.batch_writer().await.unwrap();
