@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{Row, SqliteConnection};
 
 use super::{
-    dedupe::{Original, RecentKeys},
+    dedupe::{self, KeyDays},
     queue::{count_pending, pending_from_row, PENDING_SELECT},
     BatchWriter, OwnedAgent, StoreError,
 };
@@ -26,9 +26,9 @@ async fn max_seqs(conn: &mut SqliteConnection) -> Result<(i64, i64), StoreError>
 
 /// Opens the writer's transaction and, in the same round trip to SQLite's thread, finds
 /// for each `(webhook id, provider delivery id)` the delivery that first carried it on
-/// that webhook, if any: in memory for the keys not yet merged ([`RecentKeys`]), else in
-/// `delivery_dedupe`, where a match counts only if its delivery's row carries the very
-/// same ids (a shared hash is not a repeat).
+/// that webhook, if any: by its key in `delivery_dedupe` ([`dedupe`]), where a match
+/// counts only if its delivery's row carries the very same ids (a shared hash is not a
+/// repeat).
 ///
 /// The writer owns the transaction by hand (`BEGIN` here, `COMMIT` at the end of
 /// [`write_batch`], [`rollback`] on any error) rather than through `sqlx::Transaction`,
@@ -37,24 +37,13 @@ async fn max_seqs(conn: &mut SqliteConnection) -> Result<(i64, i64), StoreError>
 /// a commit's time.
 async fn begin_batch(
     conn: &mut SqliteConnection,
-    recent: &RecentKeys,
+    days: &KeyDays,
     keys: &[(&str, &str)],
 ) -> Result<HashMap<(WebhookId, String), DeliveryId>, StoreError> {
-    let mut originals = HashMap::new();
-    let mut look_up = Vec::new();
-    for &(webhook_id, pid) in keys {
-        let webhook_id = WebhookId::from_trusted(webhook_id.to_owned());
-        match recent.find(&webhook_id, pid) {
-            Some(original) => {
-                originals.insert((webhook_id, pid.to_owned()), original.id.clone());
-            }
-            None => look_up.push((
-                webhook_id.as_str().to_owned(),
-                pid,
-                RecentKeys::hash(webhook_id.as_str(), pid),
-            )),
-        }
-    }
+    let look_up: Vec<(&str, &str, i64)> = keys
+        .iter()
+        .map(|&(webhook_id, pid)| (webhook_id, pid, dedupe::key(webhook_id, pid)))
+        .collect();
     let look_up = json_text("the batch's dedupe keys", &look_up)?;
     let rows: Vec<(String, String, String)> = sqlx::query_as(
         "BEGIN IMMEDIATE;
@@ -68,9 +57,10 @@ async fn begin_batch(
          ORDER BY d.seq",
     )
     .bind(look_up)
-    .bind(recent.days_json()?)
+    .bind(days.json()?)
     .fetch_all(conn)
     .await?;
+    let mut originals = HashMap::new();
     for (webhook_id, provider_delivery_id, id) in rows {
         originals
             .entry((WebhookId::from_trusted(webhook_id), provider_delivery_id))
@@ -138,6 +128,11 @@ const INSERT_SIZES: [usize; 3] = [32, 8, 1];
 const MARK_SENT: &str =
     "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + ?
     WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('queued', 'sent')";
+/// The batch's dedupe keys, `[day, key, seq]` ([`dedupe`]). A key already there (the
+/// same hash on the same day, almost never) keeps its first delivery.
+const INSERT_KEYS: &str = "INSERT OR IGNORE INTO delivery_dedupe (day, key, seq)
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+    FROM json_each(?)";
 /// Every ack of the batch, whichever agent's, in one statement: `[id, agent, sends]`,
 /// where `sends` counts the sends of this same batch, recorded here instead of by
 /// [`MARK_SENT`] so that a delivery sent and acked between two commits (most of them, in
@@ -174,6 +169,7 @@ const SEEN: &str = "UPDATE agents SET last_seen_at = s.at
 /// since the last commit takes a round trip more: rare.)
 async fn write_batch(
     conn: &mut SqliteConnection,
+    days: &mut KeyDays,
     w: &BatchWrites<'_>,
     commit: bool,
 ) -> Result<HashMap<AgentId, (u64, i64)>, StoreError> {
@@ -230,9 +226,25 @@ async fn write_batch(
             .await?;
     }
 
+    // The dedupe key of each delivery that first carries its provider's id, in key order.
+    let mut keys: Vec<(i64, i64, i64)> = w
+        .rows
+        .iter()
+        .filter(|r| r.status == DeliveryStatus::Queued)
+        .filter_map(|r| {
+            let pid = r.d.provider_delivery_id.as_deref()?;
+            let day = dedupe::day(r.d.received_at);
+            days.note(day);
+            Some((day, dedupe::key(r.d.webhook_id.as_str(), pid), r.seq))
+        })
+        .collect();
+    keys.sort_unstable();
+
     let (mids, ones) = (rest.len() / mid, rest.len() % mid);
     let mut sql = insert_statements(mids, mid);
     sql.push_str(&insert_statements(ones, 1));
+    sql.push_str(INSERT_KEYS);
+    sql.push_str(";\n");
     sql.push_str(MARK_SENT);
     sql.push_str(";\n");
     sql.push_str(ACKS_TAKING_EFFECT);
@@ -245,6 +257,7 @@ async fn write_batch(
     let (mid_rows, one_rows) = rest.split_at(mids * mid);
     let q = bind_rows(sqlx::query(&sql), mid_rows, mid);
     let acked_by = bind_rows(q, one_rows, 1)
+        .bind(json_text("the batch's dedupe keys", &keys)?)
         .bind(w.at)
         .bind(1_i64)
         .bind(id_array(sent_once.into_iter())?)
@@ -418,25 +431,16 @@ async fn probe(conn: &mut SqliteConnection, at: i64) -> Result<(), StoreError> {
 }
 
 /// [`BatchWriter`] on SQLite: the writer's own connection, with its transaction opened
-/// and ended by hand (see `begin_batch`), and the dedupe keys not yet merged.
+/// and ended by hand (see `begin_batch`), and the days its dedupe lookups probe.
 pub struct SqliteBatch {
     conn: SqliteConnection,
-    keys: RecentKeys,
-    /// The highest row committed, and the highest of the open transaction.
-    committed_seq: i64,
-    staged_seq: i64,
+    days: KeyDays,
 }
 
 impl SqliteBatch {
     pub(super) async fn open(mut conn: SqliteConnection) -> Result<Self, StoreError> {
-        let keys = RecentKeys::open(&mut conn).await?;
-        let (committed_seq, _) = max_seqs(&mut conn).await?;
-        Ok(Self {
-            conn,
-            keys,
-            committed_seq,
-            staged_seq: committed_seq,
-        })
+        let days = KeyDays::open(&mut conn).await?;
+        Ok(Self { conn, days })
     }
 
     /// Inserts one row, numbered after the last, inside the open batch: for tests that
@@ -468,23 +472,6 @@ impl SqliteBatch {
         };
         self.write(&w, false).await.map(drop)
     }
-
-    /// Before a `COMMIT`: merges the keys in memory when there are enough of them.
-    async fn merge_if_due(&mut self) -> Result<(), StoreError> {
-        if self.keys.merge_due() {
-            // Every original up to the last committed row is in memory; this
-            // transaction's own stay there, staged.
-            self.keys
-                .write_merge(&mut self.conn, self.committed_seq)
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn committed(&mut self) {
-        self.keys.committed_transaction();
-        self.committed_seq = self.staged_seq;
-    }
 }
 
 impl BatchWriter for SqliteBatch {
@@ -496,7 +483,7 @@ impl BatchWriter for SqliteBatch {
         &mut self,
         dedupe_keys: &[(&str, &str)],
     ) -> Result<HashMap<(WebhookId, String), DeliveryId>, StoreError> {
-        begin_batch(&mut self.conn, &self.keys, dedupe_keys).await
+        begin_batch(&mut self.conn, &self.days, dedupe_keys).await
     }
 
     async fn count_pending(&mut self, agent: &AgentId) -> Result<(i64, i64), StoreError> {
@@ -508,25 +495,7 @@ impl BatchWriter for SqliteBatch {
         writes: &BatchWrites<'_>,
         commit: bool,
     ) -> Result<HashMap<AgentId, (u64, i64)>, StoreError> {
-        if commit {
-            self.merge_if_due().await?;
-        }
-        let acked = write_batch(&mut self.conn, writes, commit).await?;
-        for r in writes.rows {
-            self.staged_seq = self.staged_seq.max(r.seq);
-            if let (DeliveryStatus::Queued, Some(pid)) = (r.status, &r.d.provider_delivery_id) {
-                let original = Original {
-                    id: r.d.id.clone(),
-                    seq: r.seq,
-                    received_at: r.d.received_at,
-                };
-                self.keys.stage(&r.d.webhook_id, pid, original);
-            }
-        }
-        if commit {
-            self.committed();
-        }
-        Ok(acked)
+        write_batch(&mut self.conn, &mut self.days, writes, commit).await
     }
 
     async fn prune_rejected(
@@ -553,7 +522,7 @@ impl BatchWriter for SqliteBatch {
         cutoff: i64,
         expired_cutoff: i64,
     ) -> Result<(u64, u64), StoreError> {
-        let first_day_kept = self.keys.forget_before(cutoff);
+        let first_day_kept = self.days.forget_before(cutoff);
         super::retention::apply_retention(&mut self.conn, cutoff, expired_cutoff, first_day_kept)
             .await
     }
@@ -563,15 +532,10 @@ impl BatchWriter for SqliteBatch {
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
-        self.merge_if_due().await?;
-        commit(&mut self.conn).await?;
-        self.committed();
-        Ok(())
+        commit(&mut self.conn).await
     }
 
     async fn rollback(&mut self) {
-        self.keys.rolled_back();
-        self.staged_seq = self.committed_seq;
         rollback(&mut self.conn).await
     }
 }

@@ -63,3 +63,41 @@ async fn retention_proceeds_in_bounded_steps() {
     assert_eq!(rows, unacked as i64);
     assert_eq!(payloads, rows);
 }
+
+/// Dedupe keys go with their days: a key of a day wholly before the cutoff is deleted, one
+/// of the cutoff's own day stays (a repeat is recognised for at least the retention).
+#[actix_web::test]
+async fn retention_drops_the_dedupe_keys_of_the_days_before_its_cutoff() {
+    const DAY: i64 = 86_400_000;
+    let seeded = seeded_store(1).await;
+    let (store, (agent, webhook)) = (&seeded.store, &seeded.agents[0]);
+    let mut conn = store.batch_writer().await.unwrap();
+    conn.begin(&[]).await.unwrap();
+    for (i, received_at) in [DAY + 5, 2 * DAY + 5, 3 * DAY + 5].into_iter().enumerate() {
+        let d = hookhub::domain::NewDelivery {
+            provider_delivery_id: Some(format!("guid-{i}")),
+            ..new_delivery(agent, webhook, received_at)
+        };
+        conn.insert(&d, DeliveryStatus::Queued, Some(i as i64 + 1), None)
+            .await
+            .unwrap();
+    }
+    conn.commit().await.unwrap();
+    conn.begin(&[]).await.unwrap();
+    conn.apply_retention(2 * DAY + 10, 0).await.unwrap();
+    conn.commit().await.unwrap();
+    let days: Vec<i64> = sqlx::query_scalar("SELECT day FROM delivery_dedupe ORDER BY day")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(days, [2, 3]);
+    let wid = webhook.as_str();
+    let found = conn
+        .begin(&[(wid, "guid-0"), (wid, "guid-1"), (wid, "guid-2")])
+        .await
+        .unwrap();
+    conn.rollback().await;
+    let mut found: Vec<String> = found.into_keys().map(|(_, pid)| pid).collect();
+    found.sort();
+    assert_eq!(found, ["guid-1", "guid-2"]);
+}

@@ -7,10 +7,7 @@ use hookhub::{
         ids::{AgentId, DeliveryId},
         DeliveryStatus, NewDelivery,
     },
-    store::{
-        dedupe::{MERGE_AT, MERGE_CHUNK},
-        BatchWriter, BatchWrites, InsertRow, SqliteBatch, StoreError,
-    },
+    store::{BatchWriter, BatchWrites, InsertRow, SqliteBatch, StoreError},
 };
 
 use crate::harness::{
@@ -212,70 +209,40 @@ async fn commits_reach_the_database_file_without_waiting_for_a_full_wal() {
     );
 }
 
-/// Provider delivery ids wait in memory and reach `delivery_dedupe` in bulk; a repeat is
-/// recognised wherever its key is (memory, the table, or the rows of a writer that
-/// stopped before merging them), and a key no delivery carried is not.
+/// A delivery's provider id is a repeat from the commit that stores it on: within the
+/// same writer, for a writer started afresh, never on another webhook, and never for an
+/// id that no delivery carried.
 #[actix_web::test]
-async fn dedupe_keys_are_found_in_memory_in_the_table_and_after_a_restart() {
+async fn dedupe_keys_are_found_once_committed_and_after_a_restart() {
     let seeded = seeded_store(1).await;
     let (agent, webhook) = &seeded.agents[0];
     let mut conn = seeded.store.batch_writer().await.unwrap();
-    let n = MERGE_AT + 10;
-    let rows: Vec<NewDelivery> = (0..n)
+    // Received on two days, as around midnight.
+    let rows: Vec<NewDelivery> = (0..40)
         .map(|i| NewDelivery {
             provider_delivery_id: Some(format!("guid-{i}")),
-            ..new_delivery(agent, webhook, 1_000 + i as i64)
+            ..new_delivery(agent, webhook, 86_400_000 - 20 + i as i64)
         })
         .collect();
-    let all = queued(&rows);
-    let (first, second) = all.split_at(MERGE_AT);
-    let merged_keys = || async {
-        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM delivery_dedupe")
-            .fetch_one(seeded.store.pool())
+    let wid = webhook.as_str();
+    let probe = [(wid, "guid-0"), (wid, "guid-39"), (wid, "guid-none")];
+    assert!(conn.begin(&probe).await.unwrap().is_empty());
+    conn.rollback().await;
+    commit_batch(&mut conn, &queued(&rows), &[], &[], 1)
+        .await
+        .unwrap();
+
+    for conn in [&mut conn, &mut seeded.store.batch_writer().await.unwrap()] {
+        let found = conn.begin(&probe).await.unwrap();
+        conn.rollback().await;
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[&(webhook.clone(), "guid-0".to_owned())], rows[0].id);
+        assert_eq!(found[&(webhook.clone(), "guid-39".to_owned())], rows[39].id);
+        let elsewhere = conn
+            .begin(&[("whk_01KAAAAAAAAAAAAAAAAAAAAAAA", "guid-0")])
             .await
             .unwrap();
-        count
-    };
-    commit_batch(&mut conn, first, &[], &[], 1).await.unwrap();
-    assert_eq!(
-        merged_keys().await,
-        0,
-        "below the threshold they stay in memory"
-    );
-    commit_batch(&mut conn, second, &[], &[], 1).await.unwrap();
-    assert_eq!(
-        merged_keys().await,
-        MERGE_CHUNK as i64,
-        "the commit after the threshold merges the oldest of what was committed before it"
-    );
-
-    let wid = webhook.as_str();
-    let probe = [
-        (wid, "guid-0"),
-        (wid, &*format!("guid-{}", n - 1)),
-        (wid, "guid-none"),
-    ];
-    let found = conn.begin(&probe).await.unwrap();
-    conn.rollback().await;
-    assert_eq!(found.len(), 2, "{found:?}");
-    assert_eq!(found[&(webhook.clone(), "guid-0".to_owned())], rows[0].id);
-    assert_eq!(
-        found[&(webhook.clone(), format!("guid-{}", n - 1))],
-        rows[n - 1].id
-    );
-
-    // Fewer than MERGE_AT wait now: the next commit merges nothing more.
-    commit_batch(&mut conn, &[], &[], &[], 1).await.unwrap();
-    assert_eq!(merged_keys().await, MERGE_CHUNK as i64);
-    // A writer that starts again merges the keys the last one held in memory.
-    drop(conn);
-    let mut conn = seeded.store.batch_writer().await.unwrap();
-    assert_eq!(merged_keys().await, n as i64);
-    let found = conn.begin(&probe).await.unwrap();
-    conn.rollback().await;
-    assert_eq!(found.len(), 2, "{found:?}");
-    let on_another_webhook = [("whk_01KAAAAAAAAAAAAAAAAAAAAAAA", "guid-0")];
-    let found = conn.begin(&on_another_webhook).await.unwrap();
-    conn.rollback().await;
-    assert!(found.is_empty(), "a key is per webhook: {found:?}");
+        conn.rollback().await;
+        assert!(elsewhere.is_empty(), "a key is per webhook: {elsewhere:?}");
+    }
 }
