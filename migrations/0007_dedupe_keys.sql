@@ -1,13 +1,13 @@
 -- Provider delivery ids move out of an index of `deliveries` into a table of their own
--- (see src/store/dedupe.rs): `day` is the day its delivery was received (milliseconds /
--- 86400000), `key` the first 8 bytes of SHA-256(webhook id, 0, provider delivery id) as a
--- signed integer, `seq` the delivery that first carried it.
+-- (see src/store/dedupe.rs): `key` is the first 8 bytes of SHA-256(webhook id, 0,
+-- provider delivery id) as a signed integer, the table's own rowid; `seq` the delivery
+-- that first carried it. Retention deletes by `seq`, which only ever grows, so its index
+-- is written at its end.
 CREATE TABLE delivery_dedupe (
-    day INTEGER NOT NULL,
-    key INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (day, key)
-) WITHOUT ROWID;
+    key INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX delivery_dedupe_by_seq ON delivery_dedupe(seq);
 
 -- Numbers the store keeps about itself. SQL cannot compute the keys of the deliveries
 -- already here: the hub does, at its next start, for the rows up to

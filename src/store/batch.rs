@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{Row, SqliteConnection};
 
 use super::{
-    dedupe::{self, KeyDays},
+    dedupe,
     queue::{count_pending, pending_from_row, PENDING_SELECT},
     BatchWriter, OwnedAgent, StoreError,
 };
@@ -37,7 +37,6 @@ async fn max_seqs(conn: &mut SqliteConnection) -> Result<(i64, i64), StoreError>
 /// a commit's time.
 async fn begin_batch(
     conn: &mut SqliteConnection,
-    days: &KeyDays,
     keys: &[(&str, &str)],
 ) -> Result<HashMap<(WebhookId, String), DeliveryId>, StoreError> {
     let look_up: Vec<(&str, &str, i64)> = keys
@@ -49,15 +48,13 @@ async fn begin_batch(
         "BEGIN IMMEDIATE;
          SELECT d.webhook_id, d.provider_delivery_id, d.id
          FROM json_each(?) j
-         JOIN delivery_dedupe k ON k.day IN (SELECT value FROM json_each(?))
-             AND k.key = json_extract(j.value, '$[2]')
+         JOIN delivery_dedupe k ON k.key = json_extract(j.value, '$[2]')
          JOIN deliveries d ON d.seq = k.seq
          WHERE d.webhook_id = json_extract(j.value, '$[0]')
              AND d.provider_delivery_id = json_extract(j.value, '$[1]')
          ORDER BY d.seq",
     )
     .bind(look_up)
-    .bind(days.json()?)
     .fetch_all(conn)
     .await?;
     let mut originals = HashMap::new();
@@ -128,11 +125,10 @@ const INSERT_SIZES: [usize; 3] = [32, 8, 1];
 const MARK_SENT: &str =
     "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + ?
     WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('queued', 'sent')";
-/// The batch's dedupe keys, `[day, key, seq]` ([`dedupe`]). A key already there (the
-/// same hash on the same day, almost never) keeps its first delivery.
-const INSERT_KEYS: &str = "INSERT OR IGNORE INTO delivery_dedupe (day, key, seq)
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
-    FROM json_each(?)";
+/// The batch's dedupe keys, `[key, seq]` ([`dedupe`]). A key already there (the same
+/// hash, almost never) keeps its first delivery.
+const INSERT_KEYS: &str = "INSERT OR IGNORE INTO delivery_dedupe (key, seq)
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)";
 /// Every ack of the batch, whichever agent's, in one statement: `[id, agent, sends]`,
 /// where `sends` counts the sends of this same batch, recorded here instead of by
 /// [`MARK_SENT`] so that a delivery sent and acked between two commits (most of them, in
@@ -169,7 +165,6 @@ const SEEN: &str = "UPDATE agents SET last_seen_at = s.at
 /// since the last commit takes a round trip more: rare.)
 async fn write_batch(
     conn: &mut SqliteConnection,
-    days: &mut KeyDays,
     w: &BatchWrites<'_>,
     commit: bool,
 ) -> Result<HashMap<AgentId, (u64, i64)>, StoreError> {
@@ -227,15 +222,13 @@ async fn write_batch(
     }
 
     // The dedupe key of each delivery that first carries its provider's id, in key order.
-    let mut keys: Vec<(i64, i64, i64)> = w
+    let mut keys: Vec<(i64, i64)> = w
         .rows
         .iter()
         .filter(|r| r.status == DeliveryStatus::Queued)
         .filter_map(|r| {
             let pid = r.d.provider_delivery_id.as_deref()?;
-            let day = dedupe::day(r.d.received_at);
-            days.note(day);
-            Some((day, dedupe::key(r.d.webhook_id.as_str(), pid), r.seq))
+            Some((dedupe::key(r.d.webhook_id.as_str(), pid), r.seq))
         })
         .collect();
     keys.sort_unstable();
@@ -431,16 +424,16 @@ async fn probe(conn: &mut SqliteConnection, at: i64) -> Result<(), StoreError> {
 }
 
 /// [`BatchWriter`] on SQLite: the writer's own connection, with its transaction opened
-/// and ended by hand (see `begin_batch`), and the days its dedupe lookups probe.
+/// and ended by hand (see `begin_batch`).
 pub struct SqliteBatch {
     conn: SqliteConnection,
-    days: KeyDays,
 }
 
 impl SqliteBatch {
+    /// The writer's connection, once a database from before the dedupe table has its keys.
     pub(super) async fn open(mut conn: SqliteConnection) -> Result<Self, StoreError> {
-        let days = KeyDays::open(&mut conn).await?;
-        Ok(Self { conn, days })
+        dedupe::backfill(&mut conn).await?;
+        Ok(Self { conn })
     }
 
     /// Inserts one row, numbered after the last, inside the open batch: for tests that
@@ -483,7 +476,7 @@ impl BatchWriter for SqliteBatch {
         &mut self,
         dedupe_keys: &[(&str, &str)],
     ) -> Result<HashMap<(WebhookId, String), DeliveryId>, StoreError> {
-        begin_batch(&mut self.conn, &self.days, dedupe_keys).await
+        begin_batch(&mut self.conn, dedupe_keys).await
     }
 
     async fn count_pending(&mut self, agent: &AgentId) -> Result<(i64, i64), StoreError> {
@@ -495,7 +488,7 @@ impl BatchWriter for SqliteBatch {
         writes: &BatchWrites<'_>,
         commit: bool,
     ) -> Result<HashMap<AgentId, (u64, i64)>, StoreError> {
-        write_batch(&mut self.conn, &mut self.days, writes, commit).await
+        write_batch(&mut self.conn, writes, commit).await
     }
 
     async fn prune_rejected(
@@ -522,9 +515,7 @@ impl BatchWriter for SqliteBatch {
         cutoff: i64,
         expired_cutoff: i64,
     ) -> Result<(u64, u64), StoreError> {
-        let first_day_kept = self.days.forget_before(cutoff);
-        super::retention::apply_retention(&mut self.conn, cutoff, expired_cutoff, first_day_kept)
-            .await
+        super::retention::apply_retention(&mut self.conn, cutoff, expired_cutoff).await
     }
 
     async fn probe(&mut self, at: i64) -> Result<(), StoreError> {

@@ -5,28 +5,24 @@
 //! to the WAL and again at the checkpoint. In an index of `deliveries` over the
 //! webhook id and the provider's id as text, that was a 4 KiB page twice for every
 //! delivery, more than a third of what the hub wrote (BENCHMARKS.md). Here the key is
-//! `(day, 8 bytes of SHA-256)` in a table of its own, written in the delivery's own
-//! transaction: an entry is ~20 bytes whatever the provider's id, so the table has few
-//! pages, and with 1 KiB pages each costs a quarter of what it did.
+//! 8 bytes of SHA-256, the rowid of a table of its own, written in the delivery's own
+//! transaction: an entry is ~15 bytes whatever the provider's id, so the table has few
+//! pages, and with 1 KiB pages each costs a quarter of what it did. A lookup is one probe.
 //!
 //! (Keeping keys in memory and merging them in bulk was tried and measured: at a few
 //! hundred thousand keys a merge of 4,096 still changed most pages of the day's keys, so
 //! it saved little, and it held the commit it rode with for ~40 ms.)
 //!
-//! The day is the day its delivery was received, so that retention drops whole days and a
-//! lookup probes only the days present. A lookup joins the delivery's row and compares
+//! Retention deletes keys by their delivery's row number, whose index grows only at its
+//! end (see `store/retention.rs`). A lookup joins the delivery's row and compares
 //! the real ids, so two keys that share a hash never make a new event a repeat; the second
 //! of them is only not remembered (a repeat of it would be delivered again, which
 //! at-least-once allows).
-
-use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
 
 use super::StoreError;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Rows whose keys a database from before the dedupe table gets in one transaction.
 const BACKFILL_CHUNK: i64 = 16_384;
@@ -43,97 +39,53 @@ pub fn key(webhook_id: &str, provider_delivery_id: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
-pub fn day(received_at: i64) -> i64 {
-    received_at.div_euclid(DAY_MS)
-}
-
-/// The days that `delivery_dedupe` holds keys of: what a lookup probes.
-#[derive(Debug, Default)]
-pub struct KeyDays(BTreeSet<i64>);
-
-impl KeyDays {
-    /// Reads the days present, and first gives a database from before this table the keys
-    /// of its deliveries (`store_meta.dedupe_backfill_upto`, set by the migration that made
-    /// the table), a chunk per transaction, so that an upgrade recognises the repeats of
-    /// what it had received.
-    pub async fn open(conn: &mut SqliteConnection) -> Result<Self, StoreError> {
-        loop {
-            let (upto, done): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT value FROM store_meta WHERE name = 'dedupe_backfill_upto'),
-                        (SELECT value FROM store_meta WHERE name = 'dedupe_backfilled')",
-            )
-            .fetch_one(&mut *conn)
-            .await?;
-            if done >= upto {
-                break;
-            }
-            let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
-                "SELECT seq, webhook_id, provider_delivery_id, received_at FROM deliveries
-                 WHERE seq > ? AND seq <= ? AND provider_delivery_id IS NOT NULL
-                   AND status NOT IN ('rejected', 'duplicate')
-                 ORDER BY seq LIMIT ?",
-            )
-            .bind(done)
-            .bind(upto)
-            .bind(BACKFILL_CHUNK)
-            .fetch_all(&mut *conn)
-            .await?;
-            let last = match rows.last() {
-                Some(&(seq, ..)) if rows.len() as i64 == BACKFILL_CHUNK => seq,
-                _ => upto,
-            };
-            let mut entries: Vec<(i64, i64, i64)> = rows
-                .iter()
-                .map(|(seq, webhook_id, pid, received_at)| {
-                    (day(*received_at), key(webhook_id, pid), *seq)
-                })
-                .collect();
-            entries.sort_unstable();
-            sqlx::query(
-                "BEGIN IMMEDIATE;
-                 INSERT OR IGNORE INTO delivery_dedupe (day, key, seq)
-                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-                        json_extract(value, '$[2]')
-                 FROM json_each(?);
-                 UPDATE store_meta SET value = ? WHERE name = 'dedupe_backfilled';
-                 COMMIT",
-            )
-            .bind(encode("the dedupe keys to backfill", &entries)?)
-            .bind(last)
-            .execute(&mut *conn)
-            .await?;
-        }
-        // The distinct days, by skipping from one to the next on the primary key.
-        let days: Vec<i64> = sqlx::query_scalar(
-            "WITH RECURSIVE d(day) AS (
-                 SELECT MIN(day) FROM delivery_dedupe
-                 UNION ALL
-                 SELECT (SELECT MIN(day) FROM delivery_dedupe WHERE day > d.day) FROM d
-                 WHERE d.day IS NOT NULL)
-             SELECT day FROM d WHERE day IS NOT NULL",
+/// Gives a database from before the dedupe table the keys of its deliveries
+/// (`store_meta.dedupe_backfill_upto`, set by the migration that made the table), a chunk
+/// per transaction, so that an upgrade recognises the repeats of what it had received.
+/// Done once; later starts only read that it is done.
+pub async fn backfill(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    loop {
+        let (upto, done): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT value FROM store_meta WHERE name = 'dedupe_backfill_upto'),
+                    (SELECT value FROM store_meta WHERE name = 'dedupe_backfilled')",
         )
+        .fetch_one(&mut *conn)
+        .await?;
+        if done >= upto {
+            return Ok(());
+        }
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, webhook_id, provider_delivery_id FROM deliveries
+             WHERE seq > ? AND seq <= ? AND provider_delivery_id IS NOT NULL
+               AND status NOT IN ('rejected', 'duplicate')
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(done)
+        .bind(upto)
+        .bind(BACKFILL_CHUNK)
         .fetch_all(&mut *conn)
         .await?;
-        Ok(Self(days.into_iter().collect()))
-    }
-
-    /// A key of `day` is being written. Noted before its transaction commits: a day
-    /// probed that holds nothing only finds nothing.
-    pub fn note(&mut self, day: i64) {
-        self.0.insert(day);
-    }
-
-    /// The days a lookup probes, as JSON for `json_each`.
-    pub fn json(&self) -> Result<String, StoreError> {
-        encode("the days of dedupe keys", &self.0)
-    }
-
-    /// Retention dropped everything received before `cutoff`: the first day whose keys
-    /// stay, for the statement that deletes the days before it.
-    pub fn forget_before(&mut self, cutoff: i64) -> i64 {
-        let first_kept = day(cutoff);
-        self.0 = self.0.split_off(&first_kept);
-        first_kept
+        let last = match rows.last() {
+            Some(&(seq, ..)) if rows.len() as i64 == BACKFILL_CHUNK => seq,
+            _ => upto,
+        };
+        let mut entries: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|(seq, webhook_id, pid)| (key(webhook_id, pid), *seq))
+            .collect();
+        entries.sort_unstable();
+        sqlx::query(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO delivery_dedupe (key, seq)
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+             FROM json_each(?);
+             UPDATE store_meta SET value = ? WHERE name = 'dedupe_backfilled';
+             COMMIT",
+        )
+        .bind(encode("the dedupe keys to backfill", &entries)?)
+        .bind(last)
+        .execute(&mut *conn)
+        .await?;
     }
 }
 
@@ -144,17 +96,6 @@ fn encode(what: &'static str, value: &impl serde::Serialize) -> Result<String, S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retention_forgets_the_days_before_its_cutoff() {
-        let mut days = KeyDays::default();
-        for d in [1, 2, 3] {
-            days.note(d);
-        }
-        assert_eq!(days.forget_before(2 * DAY_MS + 1), 2);
-        assert_eq!(days.json().unwrap(), "[2,3]");
-        assert_eq!(days.forget_before(-1), -1, "before the epoch, too");
-    }
 
     #[test]
     fn the_key_separates_the_webhook_from_the_id() {

@@ -11,18 +11,28 @@ pub const RETENTION_STEP: u64 = 5_000;
 /// Applies one step of retention: unacked deliveries older than `cutoff` become `expired`;
 /// finished ones older than it are deleted, and expired ones a retention period later. At
 /// most [`RETENTION_STEP`] rows of each; a count equal to it means there may be more.
-/// Dedupe keys go by whole days, those before `first_day_kept` (the day of `cutoff`):
-/// a repeat is recognised for at least the retention period.
+///
+/// Dedupe keys go too, as many per step, those of the rows numbered before the first row
+/// received at or after `cutoff`: a repeat is recognised for the retention period. (Row
+/// numbers follow receipt to within the few milliseconds between a request's receipt and
+/// its commit, so a key may go that much early.)
 pub async fn apply_retention(
     conn: &mut SqliteConnection,
     cutoff: i64,
     expired_cutoff: i64,
-    first_day_kept: i64,
 ) -> Result<(u64, u64), StoreError> {
-    sqlx::query("DELETE FROM delivery_dedupe WHERE day < ?")
-        .bind(first_day_kept)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM delivery_dedupe WHERE seq IN (
+             SELECT seq FROM delivery_dedupe
+             WHERE seq < COALESCE(
+                 (SELECT seq FROM deliveries WHERE received_at >= ? ORDER BY received_at LIMIT 1),
+                 (SELECT MAX(seq) + 1 FROM deliveries))
+             ORDER BY seq LIMIT ?)",
+    )
+    .bind(cutoff)
+    .bind(RETENTION_STEP as i64)
+    .execute(&mut *conn)
+    .await?;
     let expired = sqlx::query(
         "UPDATE deliveries SET status = 'expired' WHERE seq IN (
              SELECT seq FROM deliveries

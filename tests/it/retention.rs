@@ -64,10 +64,10 @@ async fn retention_proceeds_in_bounded_steps() {
     assert_eq!(payloads, rows);
 }
 
-/// Dedupe keys go with their days: a key of a day wholly before the cutoff is deleted, one
-/// of the cutoff's own day stays (a repeat is recognised for at least the retention).
+/// Dedupe keys go with retention: those of deliveries received before the cutoff are
+/// deleted, whatever became of the delivery (expired here), and the rest stay.
 #[actix_web::test]
-async fn retention_drops_the_dedupe_keys_of_the_days_before_its_cutoff() {
+async fn retention_drops_the_dedupe_keys_of_deliveries_received_before_its_cutoff() {
     const DAY: i64 = 86_400_000;
     let seeded = seeded_store(1).await;
     let (store, (agent, webhook)) = (&seeded.store, &seeded.agents[0]);
@@ -86,11 +86,11 @@ async fn retention_drops_the_dedupe_keys_of_the_days_before_its_cutoff() {
     conn.begin(&[]).await.unwrap();
     conn.apply_retention(2 * DAY + 10, 0).await.unwrap();
     conn.commit().await.unwrap();
-    let days: Vec<i64> = sqlx::query_scalar("SELECT day FROM delivery_dedupe ORDER BY day")
+    let kept: Vec<i64> = sqlx::query_scalar("SELECT seq FROM delivery_dedupe ORDER BY seq")
         .fetch_all(store.pool())
         .await
         .unwrap();
-    assert_eq!(days, [2, 3]);
+    assert_eq!(kept, [3]);
     let wid = webhook.as_str();
     let found = conn
         .begin(&[(wid, "guid-0"), (wid, "guid-1"), (wid, "guid-2")])
@@ -99,5 +99,5 @@ async fn retention_drops_the_dedupe_keys_of_the_days_before_its_cutoff() {
     conn.rollback().await;
     let mut found: Vec<String> = found.into_keys().map(|(_, pid)| pid).collect();
     found.sort();
-    assert_eq!(found, ["guid-1", "guid-2"]);
+    assert_eq!(found, ["guid-2"]);
 }
