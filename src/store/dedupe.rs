@@ -10,7 +10,7 @@
 //! pages, and with 1 KiB pages each costs a quarter of what it did. A lookup is one probe.
 //!
 //! (Keeping keys in memory and merging them in bulk was tried and measured: at a few
-//! hundred thousand keys a merge of 4,096 still changed most pages of the day's keys, so
+//! hundred thousand keys a merge of 4,096 still changed most pages of the table, so
 //! it saved little, and it held the commit it rode with for ~40 ms.)
 //!
 //! Retention deletes keys by their delivery's row number, whose index grows only at its
