@@ -343,7 +343,10 @@ fn id_array<'a>(ids: impl Iterator<Item = &'a str>) -> Result<String, StoreError
 
 /// `value` as JSON text for a statement. A value that cannot be encoded fails the batch:
 /// a stand-in such as `[]` would silently drop the acks or the dedupe keys it stood for.
-fn json_text(what: &'static str, value: &impl serde::Serialize) -> Result<String, StoreError> {
+pub(super) fn json_text(
+    what: &'static str,
+    value: &impl serde::Serialize,
+) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 

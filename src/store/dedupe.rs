@@ -22,7 +22,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
 
-use super::StoreError;
+use super::{batch::json_text, StoreError};
 
 /// Rows whose keys a database from before the dedupe table gets in one transaction.
 const BACKFILL_CHUNK: i64 = 16_384;
@@ -82,15 +82,11 @@ pub async fn backfill(conn: &mut SqliteConnection) -> Result<(), StoreError> {
              UPDATE store_meta SET value = ? WHERE name = 'dedupe_backfilled';
              COMMIT",
         )
-        .bind(encode("the dedupe keys to backfill", &entries)?)
+        .bind(json_text("the dedupe keys to backfill", &entries)?)
         .bind(last)
         .execute(&mut *conn)
         .await?;
     }
-}
-
-fn encode(what: &'static str, value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 
 #[cfg(test)]
