@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{Row, SqliteConnection};
 
 use super::{
-    dedupe,
+    dedupe, json_text,
     queue::{count_pending, pending_from_row, PENDING_SELECT},
     BatchWriter, OwnedAgent, StoreError,
 };
@@ -339,15 +339,6 @@ async fn prune_rejected(
 fn id_array<'a>(ids: impl Iterator<Item = &'a str>) -> Result<String, StoreError> {
     let ids: Vec<&str> = ids.collect();
     json_text("a batch's ids", &ids)
-}
-
-/// `value` as JSON text for a statement. A value that cannot be encoded fails the batch:
-/// a stand-in such as `[]` would silently drop the acks or the dedupe keys it stood for.
-pub(super) fn json_text(
-    what: &'static str,
-    value: &impl serde::Serialize,
-) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 
 /// What [`BatchWriter::requeue`] did.

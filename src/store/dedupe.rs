@@ -22,7 +22,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
 
-use super::{batch::json_text, StoreError};
+use super::{json_text, StoreError};
 
 /// Rows whose keys a database from before the dedupe table gets in one transaction.
 const BACKFILL_CHUNK: i64 = 16_384;

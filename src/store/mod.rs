@@ -157,6 +157,12 @@ pub trait BatchWriter: Send + 'static {
     fn rollback(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// `value` as JSON text for a statement. A value that cannot be encoded fails the write:
+/// a stand-in such as `[]` would silently drop the acks or the dedupe keys it stood for.
+fn json_text(what: &'static str, value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
+}
+
 /// A provider read from a row; the column's CHECK constraint admits no other.
 fn stored_provider(name: &str) -> Result<Provider, StoreError> {
     Provider::parse(name).ok_or_else(|| StoreError::Corrupt(format!("unknown provider {name:?}")))
