@@ -23,9 +23,28 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".to_owned())
 }
 
+/// An RFC 3339 time (any offset, any fraction) as ms since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_it_formats_and_other_offsets() {
+        assert_eq!(
+            parse_rfc3339("2026-07-01T12:00:00.123Z"),
+            Some(1_782_907_200_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-07-01T14:00:00+02:00"),
+            Some(1_782_907_200_000)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
 
     #[test]
     fn formats_with_millis_in_utc() {

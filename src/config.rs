@@ -93,6 +93,12 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_ACK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ack_timeout: Duration,
 
+    /// Times a delivery is handed out without an ack (nacked, timed out, cut off by a
+    /// disconnect) before it is given up on as `failed`; 0: no limit. A failed delivery
+    /// blocks nothing behind it, and stays readable and redeliverable.
+    #[arg(long, env = "HOOKHUB_MAX_ATTEMPTS", default_value_t = 20)]
+    pub max_attempts: u32,
+
     /// How often an agent socket is pinged.
     #[arg(long, env = "HOOKHUB_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,

@@ -19,13 +19,16 @@ use prometheus_client::{
     encoding::text::encode,
     metrics::{
         counter::Counter,
+        family::Family,
         gauge::Gauge,
         histogram::{exponential_buckets, Histogram},
     },
     registry::{Registry, Unit},
 };
 
-use crate::domain::{BacklogSnapshot, IngestOutcome};
+use crate::domain::{BacklogSnapshot, FailReason, IngestOutcome};
+
+type ReasonLabel = [(&'static str, &'static str); 1];
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -48,6 +51,10 @@ pub struct Metrics {
     pub acked: Counter,
     /// Pending deliveries that outlived the retention window.
     pub expired: Counter,
+    /// Deliveries given up on, by why: nacked, max_attempts, discarded.
+    failed: Family<ReasonLabel, Counter>,
+    /// How many times each acked delivery was handed out before its ack.
+    pub attempts_per_ack: Histogram,
     /// Operations in one group commit: how well the writer amortises its fsyncs.
     pub commit_batch_size: Histogram,
     pub commit_seconds: Histogram,
@@ -84,6 +91,8 @@ impl Metrics {
             delivered: Counter::default(),
             acked: Counter::default(),
             expired: Counter::default(),
+            failed: Family::default(),
+            attempts_per_ack: Histogram::new([1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0]),
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             commit_seconds: fast(),
             ingest_seconds: fast(),
@@ -136,6 +145,16 @@ impl Metrics {
             m.expired.clone(),
         );
         r.register(
+            "deliveries_failed",
+            "Deliveries given up on (status failed), by reason: nacked without requeue, out of attempts (max_attempts), or discarded",
+            m.failed.clone(),
+        );
+        r.register(
+            "delivery_attempts_per_ack",
+            "Times an acked delivery was handed out, the acked attempt included",
+            m.attempts_per_ack.clone(),
+        );
+        r.register(
             "commit_batch_size",
             "Operations committed in one transaction by the delivery writer",
             m.commit_batch_size.clone(),
@@ -180,6 +199,14 @@ impl Metrics {
             Unit::Seconds,
             m.oldest_queued_age_seconds.clone(),
         );
+        // Each reason from the start, at 0, so that a rate over it exists before the first.
+        for reason in [
+            FailReason::Nacked,
+            FailReason::MaxAttempts(0),
+            FailReason::Discarded,
+        ] {
+            m.failed(reason);
+        }
         m
     }
 
@@ -198,6 +225,13 @@ impl Metrics {
     }
 
     /// Records one committed batch of the delivery writer.
+    /// The counter of deliveries given up on for `reason`.
+    pub fn failed(&self, reason: FailReason) -> Counter {
+        self.failed
+            .get_or_create(&[("reason", reason.label())])
+            .clone()
+    }
+
     pub fn observe_commit(&self, ops: usize, took: Duration) {
         self.commit_batch_size.observe(ops as f64);
         self.commit_seconds.observe(took.as_secs_f64());

@@ -57,6 +57,33 @@ pub fn encode_body(body: &[u8]) -> (Cow<'_, str>, &'static str) {
 /// should not reconnect, or the two would replace each other forever.
 pub const CLOSE_REPLACED: u16 = 4000;
 
+/// What the agent's own handler answered, reported with an ack or a nack for the
+/// delivery's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultReport {
+    pub status: u16,
+    pub ms: u64,
+}
+
+impl ResultReport {
+    /// As the domain keeps it, if `status` is an HTTP status (100 to 599).
+    pub fn checked(self) -> Option<crate::domain::HandlerResult> {
+        (100..=599)
+            .contains(&self.status)
+            .then_some(crate::domain::HandlerResult {
+                status: self.status,
+                ms: self.ms,
+            })
+    }
+}
+
+/// The longest nack `reason` kept, in characters; the rest is cut.
+pub const MAX_NACK_REASON: usize = 1000;
+
+fn requeue_by_default() -> bool {
+    true
+}
+
 /// Agent → hub.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -64,6 +91,20 @@ pub enum AgentFrame {
     Ack {
         #[serde(rename = "deliveryId")]
         delivery_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<ResultReport>,
+    },
+    /// Not handled: with `requeue` (the default) to be handed out again after a backoff,
+    /// without it to be given up on (`failed`) at once.
+    Nack {
+        #[serde(rename = "deliveryId")]
+        delivery_id: String,
+        #[serde(default = "requeue_by_default")]
+        requeue: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<ResultReport>,
     },
     Call {
         id: String,
@@ -271,6 +312,7 @@ mod tests {
             received_at: 1_700_000_000_123,
             verified: true,
             attempts: 0,
+            attempt_base: 0,
             headers: r#"{"x-github-event":"push","content-type":"application/json"}"#.to_owned(),
             body: bytes::Bytes::copy_from_slice(body),
             secrets: Arc::new(SealedSecrets {
@@ -331,7 +373,7 @@ mod tests {
         fn an_ack_round_trips_whatever_its_id(id in "\\PC{0,80}") {
             let frame = serde_json::json!({"type": "ack", "deliveryId": id}).to_string();
             match serde_json::from_str::<AgentFrame>(&frame) {
-                Ok(AgentFrame::Ack { delivery_id }) => prop_assert_eq!(delivery_id, id),
+                Ok(AgentFrame::Ack { delivery_id, result: None }) => prop_assert_eq!(delivery_id, id),
                 other => prop_assert!(false, "{:?}", other),
             }
         }
@@ -339,7 +381,7 @@ mod tests {
         /// The ack `listen` sends is the frame the hub reads.
         #[test]
         fn an_ack_the_agent_encodes_is_the_one_the_hub_reads(id in "\\PC{0,80}") {
-            let ack = AgentFrame::Ack { delivery_id: id.clone() };
+            let ack = AgentFrame::Ack { delivery_id: id.clone(), result: None };
             let text = serde_json::to_string(&ack).unwrap();
             let wire: Value = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(wire, json!({"type": "ack", "deliveryId": id}));

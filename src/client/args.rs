@@ -44,9 +44,31 @@ pub struct ListenArgs {
     )]
     pub(super) forward_headers: Vec<HeaderNames>,
 
-    /// Longest wait between two tries, reconnecting to the hub or retrying the app.
+    /// Retry a delivery the app answers with a 4xx, as a 5xx is. By default a 4xx means
+    /// the app refuses that event: it becomes `failed` in the hub at once, and the next
+    /// one goes on.
+    #[arg(long, conflicts_with = "no_retry")]
+    pub(super) retry_4xx: bool,
+
+    /// Retry nothing: any delivery the app does not answer with a 2xx (or cannot be
+    /// reached for) becomes `failed` in the hub at once.
+    #[arg(long)]
+    pub(super) no_retry: bool,
+
+    /// Longest wait between two tries of reconnecting to the hub.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub(super) max_backoff: Duration,
+}
+
+impl ListenArgs {
+    /// What a failed forward does: `--retry-4xx`, `--no-retry`, or neither.
+    pub(super) fn policy(&self) -> forward::Policy {
+        match (self.retry_4xx, self.no_retry) {
+            (true, _) => forward::Policy::RetryAll,
+            (_, true) => forward::Policy::RetryNone,
+            _ => forward::Policy::Default,
+        }
+    }
 }
 
 /// The names one `--forward-header` gives. A list rather than clap's own delimiter, so

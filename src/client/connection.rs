@@ -39,15 +39,13 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Sends an ack on the current connection; false if it was not sent (there is none).
-    pub(super) fn ack(&mut self, delivery_id: &str) -> bool {
+    /// Sends an ack or a nack on the current connection; false if it was not sent (there
+    /// is none).
+    pub(super) fn settle(&mut self, frame: &AgentFrame) -> bool {
         let Some(link) = &self.link else {
             return false;
         };
-        let ack = AgentFrame::Ack {
-            delivery_id: delivery_id.to_owned(),
-        };
-        serde_json::to_string(&ack)
+        serde_json::to_string(frame)
             .is_ok_and(|frame| link.try_send(ws::Message::Text(frame.into())).is_ok())
     }
 }
@@ -237,7 +235,11 @@ fn on_text(text: &[u8], shared: &Rc<RefCell<Shared>>, queue: &mpsc::UnboundedSen
         }
         Arrival::AckAgain => {
             tracing::info!(delivery_id = %delivery.delivery_id, "already handed over before the reconnect; acked again, not handed over twice");
-            if !shared.ack(&delivery.delivery_id) {
+            let ack = AgentFrame::Ack {
+                delivery_id: delivery.delivery_id.to_string(),
+                result: None,
+            };
+            if !shared.settle(&ack) {
                 shared
                     .ledger
                     .done(&delivery.delivery_id, false, Instant::now());

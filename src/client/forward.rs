@@ -1,7 +1,9 @@
 //! Handing a delivery to the local app: one POST with the exact body and the provider's
 //! own headers, so that the app's verification code for that provider works as in
 //! production, plus the hub's Standard Webhooks headers, so that it can verify with any
-//! Standard Webhooks library instead. Retried with backoff until the app answers 2xx.
+//! Standard Webhooks library instead. One POST per attempt the hub makes; what the app
+//! answered decides, by the [`Policy`], whether the delivery is acked, handed back to be
+//! retried, or given up on.
 //!
 //! Which headers go is an allow-list, not a deny-list: the app listens on 127.0.0.1 and
 //! often trusts what arrives there, while anyone who knows the webhook's URL chooses the
@@ -18,12 +20,37 @@ use awc::{
 };
 use serde_json::{Map, Value};
 
-use super::backoff::Backoff;
 use crate::{
     clock,
     domain::{headers::HOP_BY_HOP, Provider},
-    protocol::DeliveryFrame,
+    protocol::{DeliveryFrame, ResultReport},
 };
+
+/// What to do with an answer that is not a 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// A 4xx gives the delivery up (the app says the request is wrong: sending it again
+    /// would get the same answer); a 5xx, a timeout or no answer is retried.
+    Default,
+    /// Every failure is retried, 4xx included.
+    RetryAll,
+    /// Every failure gives the delivery up.
+    RetryNone,
+}
+
+/// What the app's answer means for the delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Ack(Option<ResultReport>),
+    Nack {
+        requeue: bool,
+        reason: String,
+        result: Option<ResultReport>,
+    },
+}
+
+/// Most of the app's answer shown with a failure.
+const ANSWER_SHOWN: usize = 200;
 
 /// How long one request to the app may take before it counts as failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,67 +172,68 @@ fn header(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
 pub struct Forwarder {
     client: Client,
     url: String,
-    max_backoff: Duration,
+    policy: Policy,
     /// Header names the user asked to pass besides the allow-list.
     also: Vec<HeaderName>,
 }
 
+/// What one POST to the app came to.
+enum Answer {
+    Status { status: u16, body: String },
+    Unreachable(String),
+}
+
 impl Forwarder {
-    pub fn new(client: Client, url: String, max_backoff: Duration, also: Vec<HeaderName>) -> Self {
+    pub fn new(client: Client, url: String, policy: Policy, also: Vec<HeaderName>) -> Self {
         Self {
             client,
             url,
-            max_backoff,
+            policy,
             also,
         }
     }
 
-    /// Posts the delivery until the app answers 2xx, then prints its line. Later
-    /// deliveries wait meanwhile: the app sees events in the order the hub received them.
-    pub async fn forward(&self, d: &DeliveryFrame<'_>) {
+    /// Posts the delivery once, prints the attempt's line, and says what the answer
+    /// means for it. The hub does the retrying (with its backoff and attempt limit), so
+    /// the next delivery is not held up behind one the app refuses.
+    pub async fn forward(&self, d: &DeliveryFrame<'_>) -> Verdict {
         let body = match d.body_bytes() {
             Ok(body) => bytes::Bytes::from(body),
             // Checked when the frame was read; a frame that fails here is not taken.
-            Err(_) => return,
+            Err(_) => return Verdict::Ack(None),
         };
         let headers = d.forward_headers(&self.also);
-        let mut backoff = Backoff::new(Duration::from_millis(500), self.max_backoff);
-        let mut attempt = 1u32;
-        loop {
-            let started = Instant::now();
-            let outcome = self.post(&headers, body.clone()).await;
-            let latency = started.elapsed();
-            match outcome {
-                Ok(status) if (200..300).contains(&status) => {
-                    print_line(d, &status.to_string(), latency, attempt);
-                    return;
-                }
-                Ok(status) => {
-                    let wait = backoff.next_delay();
-                    tracing::warn!(
-                        delivery_id = %d.delivery_id, status, attempt, retry_in_ms = wait.as_millis() as u64,
-                        "the app did not accept the delivery; it stays unacked and is retried"
-                    );
-                    actix_web::rt::time::sleep(wait).await;
-                }
-                Err(error) => {
-                    let wait = backoff.next_delay();
-                    tracing::warn!(
-                        delivery_id = %d.delivery_id, %error, attempt, retry_in_ms = wait.as_millis() as u64,
-                        "could not reach the app; the delivery stays unacked and is retried"
-                    );
-                    actix_web::rt::time::sleep(wait).await;
-                }
+        let started = Instant::now();
+        let answer = self.post(&headers, body).await;
+        let ms = started.elapsed().as_millis() as u64;
+        let verdict = judge(self.policy, &answer, ms);
+        let (status, note) = match (&answer, &verdict) {
+            (Answer::Status { status, .. }, Verdict::Ack(_)) => (status.to_string(), String::new()),
+            (Answer::Status { status, body }, Verdict::Nack { requeue: false, .. }) => (
+                status.to_string(),
+                format!("  REJECTED by the app, not retried: {}", shown(body)),
+            ),
+            (Answer::Status { status, .. }, Verdict::Nack { .. }) => {
+                (status.to_string(), "  retrying".to_owned())
             }
-            attempt += 1;
-        }
+            (Answer::Unreachable(error), Verdict::Nack { requeue, .. }) => (
+                "---".to_owned(),
+                format!(
+                    "  {}: {error}",
+                    if *requeue {
+                        "retrying"
+                    } else {
+                        "FAILED, not retried"
+                    }
+                ),
+            ),
+            (Answer::Unreachable(_), Verdict::Ack(_)) => ("---".to_owned(), String::new()),
+        };
+        print_line(d, &status, ms, &note);
+        verdict
     }
 
-    async fn post(
-        &self,
-        headers: &[(HeaderName, HeaderValue)],
-        body: bytes::Bytes,
-    ) -> Result<u16, String> {
+    async fn post(&self, headers: &[(HeaderName, HeaderValue)], body: bytes::Bytes) -> Answer {
         // No decompression, so no Accept-Encoding of our own: the answer is thrown away,
         // and the app should see only what the provider and the hub sent.
         let mut req = self
@@ -216,18 +244,71 @@ impl Forwarder {
         for (name, value) in headers {
             req = req.append_header((name.clone(), value.clone()));
         }
-        let mut resp = req.send_body(body).await.map_err(|e| e.to_string())?;
-        // Read the answer so the connection can be used again; what it says is the app's.
-        let _ = resp.body().limit(1024 * 1024).await;
-        Ok(resp.status().as_u16())
+        let mut resp = match req.send_body(body).await {
+            Ok(resp) => resp,
+            Err(e) => return Answer::Unreachable(e.to_string()),
+        };
+        // Read the answer so the connection can be used again, and to show a refusal.
+        let body = resp.body().limit(1024 * 1024).await.unwrap_or_default();
+        Answer::Status {
+            status: resp.status().as_u16(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
     }
 }
 
-/// One line per delivery on stdout: when, which webhook, which event, the app's status,
-/// how long the app took, and the delivery id to look it up by.
-fn print_line(d: &DeliveryFrame<'_>, status: &str, latency: Duration, attempt: u32) {
-    let tries = if attempt > 1 {
-        format!("  (attempt {attempt})")
+/// What `answer` means under `policy`.
+fn judge(policy: Policy, answer: &Answer, ms: u64) -> Verdict {
+    match answer {
+        Answer::Status { status, body } => {
+            let result = Some(ResultReport {
+                status: *status,
+                ms,
+            });
+            if (200..300).contains(status) {
+                return Verdict::Ack(result);
+            }
+            let client_error = (400..500).contains(status);
+            let requeue = match policy {
+                Policy::Default => !client_error,
+                Policy::RetryAll => true,
+                Policy::RetryNone => false,
+            };
+            let reason = if body.trim().is_empty() {
+                format!("the app answered {status}")
+            } else {
+                format!("the app answered {status}: {}", shown(body))
+            };
+            Verdict::Nack {
+                requeue,
+                reason,
+                result,
+            }
+        }
+        Answer::Unreachable(error) => Verdict::Nack {
+            requeue: policy != Policy::RetryNone,
+            reason: format!("could not reach the app: {error}"),
+            result: None,
+        },
+    }
+}
+
+/// The start of the app's answer, on one line.
+fn shown(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = one_line.chars().take(ANSWER_SHOWN).collect();
+    if cut.len() < one_line.len() {
+        cut.push('…');
+    }
+    cut
+}
+
+/// One line per attempt on stdout: when, which webhook, which event, the app's status,
+/// how long the app took, the delivery id to look it up by, the hub's attempt number past
+/// the first, and what happens next if it failed.
+fn print_line(d: &DeliveryFrame<'_>, status: &str, ms: u64, note: &str) {
+    let tries = if d.attempt > 1 {
+        format!("  (attempt {})", d.attempt)
     } else {
         String::new()
     };
@@ -235,14 +316,15 @@ fn print_line(d: &DeliveryFrame<'_>, status: &str, latency: Duration, attempt: u
     // Not println!: a closed stdout must not stop deliveries the app already has.
     let _ = writeln!(
         std::io::stdout().lock(),
-        "{}  {}  {}  {}  {}ms  {}{}",
+        "{}  {}  {}  {}  {}ms  {}{}{}",
         clock::rfc3339(clock::now_ms()),
         d.webhook_id,
         d.event.as_deref().unwrap_or("-"),
         status,
-        latency.as_millis(),
+        ms,
         d.delivery_id,
-        tries
+        tries,
+        note
     );
 }
 

@@ -75,6 +75,12 @@ impl Ledger {
         }
     }
 
+    /// The sink refused the delivery and it was handed back (nacked): when it comes again
+    /// it is a new attempt, to take.
+    pub fn handed_back(&mut self, delivery_id: &str) {
+        self.pending.remove(delivery_id);
+    }
+
     /// The connection ended: its recent acks may not have reached the hub.
     pub fn connection_ended(&mut self, now: Instant) {
         for (at, id) in self.acked.drain(..) {

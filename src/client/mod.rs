@@ -3,12 +3,14 @@
 //! (`--forward-to`), or stdout as one JSON line each.
 //!
 //! - **Ack after the sink has it.** The app answered 2xx, or the line is written and
-//!   flushed. A delivery the app refuses (or cannot be reached for) is retried with backoff
-//!   and stays unacked meanwhile, visible as `sent` in the activity.
+//!   flushed. Anything else is nacked, by the [`forward::Policy`]: a 4xx without requeue
+//!   (the hub marks it `failed` at once), a 5xx, a timeout or an app that cannot be
+//!   reached with requeue (the hub hands it again after its backoff, until its attempt
+//!   limit). The app's status and latency go back with the ack or nack, for the
+//!   delivery's history.
 //! - **In order.** One delivery at a time, in the order the hub sends them (its receipt
-//!   order): the next waits until this one succeeded, as events reach a real agent. A
-//!   delivery the app keeps refusing holds the rest back; fix the app and it goes through,
-//!   or stop `listen` and it waits in the hub for the next run.
+//!   order), as events reach a real agent. A delivery being retried does not hold back
+//!   the ones behind it: the hub sends it again in its own time.
 //! - **No loss across reconnects.** When the hub goes away, `listen` reconnects with
 //!   backoff and the hub hands over again everything not acked; [`ledger`] makes sure the
 //!   app gets a delivery once even when an ack was lost with the connection.
@@ -39,11 +41,14 @@ use awc::ws;
 use serde_json::{json, Value};
 use tokio::{io::AsyncWriteExt, sync::mpsc};
 
-use crate::crypto::{AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX};
+use crate::{
+    crypto::{AGENT_TOKEN_PREFIX, OWNER_TOKEN_PREFIX},
+    protocol::AgentFrame,
+};
 use args::base_url;
 pub use args::ListenArgs;
 use connection::{Shared, Taken};
-use forward::Forwarder;
+use forward::{Forwarder, Verdict};
 
 /// Where deliveries go: the sink.
 enum Destination {
@@ -89,7 +94,7 @@ pub async fn run(args: ListenArgs) -> Result<(), String> {
             Destination::Forward(Forwarder::new(
                 client.clone(),
                 url,
-                args.max_backoff,
+                args.policy(),
                 args.forward_headers
                     .iter()
                     .flat_map(|names| names.0.iter().cloned())
@@ -163,19 +168,41 @@ async fn hand_over(
     shared: Rc<RefCell<Shared>>,
 ) -> Result<(), String> {
     while let Some(t) = taken.recv().await {
-        match &destination {
+        let verdict = match &destination {
             Destination::Forward(forwarder) => forwarder.forward(&t.delivery).await,
             Destination::Stdout => {
                 let mut line = t.raw.into_bytes();
                 line.push(b'\n');
                 write_stdout(&line).await?;
+                Verdict::Ack(None)
+            }
+        };
+        let delivery_id = t.delivery.delivery_id.into_owned();
+        let mut shared = shared.borrow_mut();
+        match verdict {
+            Verdict::Ack(result) => {
+                let sent = shared.settle(&AgentFrame::Ack {
+                    delivery_id: delivery_id.clone(),
+                    result,
+                });
+                shared.ledger.done(&delivery_id, sent, Instant::now());
+            }
+            Verdict::Nack {
+                requeue,
+                reason,
+                result,
+            } => {
+                // Unsent (no connection), it is handed out again at the next one all the
+                // same: it was never acked.
+                shared.settle(&AgentFrame::Nack {
+                    delivery_id: delivery_id.clone(),
+                    requeue,
+                    reason: Some(reason),
+                    result,
+                });
+                shared.ledger.handed_back(&delivery_id);
             }
         }
-        let mut shared = shared.borrow_mut();
-        let sent = shared.ack(&t.delivery.delivery_id);
-        shared
-            .ledger
-            .done(&t.delivery.delivery_id, sent, Instant::now());
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 'use strict';
 
 (function () {
-  const STATUSES = ['queued', 'sent', 'acked', 'rejected', 'duplicate', 'expired'];
+  const STATUSES = ['queued', 'sent', 'acked', 'failed', 'rejected', 'duplicate', 'expired'];
+  // What a redeliver by filter may take; the first is its default.
+  const REDELIVERABLE = ['failed', 'acked', 'expired'];
   const PROVIDERS = [
     ['generic', 'Generic (Standard Webhooks)'],
     ['github', 'GitHub'],
@@ -698,6 +700,19 @@
       STATUSES.map((s) => h('option', { value: s }, s)));
     if (STATUSES.includes(params.get('status'))) filter.value = params.get('status');
     const olderButton = h('button', { type: 'button', id: 'load-older', class: 'secondary', hidden: true }, 'Load older');
+    // Search: by event type, by id (the hub's or the provider's), by receipt time.
+    const searchEvent = h('input', { id: 'search-event', type: 'search', placeholder: 'Event type', value: params.get('event') || '' });
+    const searchId = h('input', { id: 'search-id', type: 'search', class: 'mono', placeholder: 'Delivery or provider id', value: params.get('q') || '' });
+    const searchSince = h('input', { id: 'search-since', type: 'datetime-local', step: 1, title: 'Received at or after (your local time)' });
+    const searchUntil = h('input', { id: 'search-until', type: 'datetime-local', step: 1, title: 'Received before (your local time)' });
+    const searchForm = h('form', { id: 'search-form', class: 'search-form', role: 'search' },
+      searchEvent, searchId,
+      h('label', { for: 'search-since', class: 'muted small' }, 'from'), searchSince,
+      h('label', { for: 'search-until', class: 'muted small' }, 'to'), searchUntil,
+      h('button', { type: 'submit', id: 'search', class: 'secondary' }, 'Search'),
+      h('button', { type: 'button', id: 'search-clear', class: 'secondary' }, 'Clear'));
+    const redeliverMatching = h('button', { type: 'button', id: 'redeliver-matching', class: 'secondary' }, 'Redeliver matching…');
+    const matchingSlot = h('div', { id: 'matching-slot' });
 
     // The live first page, and older pages the person asked for.
     let live = [];
@@ -717,10 +732,23 @@
       olderButton.hidden = !cursor;
     }
 
+    // The list's filters as query parameters: the status and the search.
+    function query() {
+      const qs = new URLSearchParams();
+      if (filter.value) qs.set('status', filter.value);
+      if (searchEvent.value.trim()) qs.set('event', searchEvent.value.trim());
+      if (searchId.value.trim()) qs.set('q', searchId.value.trim());
+      const since = localToIso(searchSince.value);
+      const until = localToIso(searchUntil.value);
+      if (since) qs.set('since', since);
+      if (until) qs.set('until', until);
+      return qs;
+    }
+
     function startStream() {
       if (stream) stream.close();
-      const qs = filter.value ? `?status=${enc(filter.value)}` : '';
-      stream = new EventSource(`${base}/deliveries/stream${qs}`);
+      const qs = query().toString();
+      stream = new EventSource(`${base}/deliveries/stream${qs ? `?${qs}` : ''}`);
       stream.addEventListener('deliveries', (ev) => {
         const page = JSON.parse(ev.data);
         live = page.deliveries;
@@ -756,21 +784,44 @@
     }
     state.cleanups.push(() => { if (stream) stream.close(); });
 
-    filter.addEventListener('change', () => {
-      // Into the address (without a new history entry or a hashchange), so a reload keeps it.
+    function refilter() {
+      // Into the address (without a new history entry or a hashchange), so a reload keeps
+      // the status and the text of the search.
       const hash = `#/agents/${enc(agentId)}/webhooks/${enc(webhookId)}`;
-      history.replaceState(null, '', filter.value ? `${hash}?status=${enc(filter.value)}` : hash);
+      const kept = new URLSearchParams();
+      for (const key of ['status', 'event', 'q']) {
+        const value = query().get(key);
+        if (value) kept.set(key, value);
+      }
+      history.replaceState(null, '', kept.toString() ? `${hash}?${kept}` : hash);
       older = [];
       cursor = null;
       startStream();
+    }
+    filter.addEventListener('change', refilter);
+    searchForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      refilter();
+    });
+    searchForm.querySelector('#search-clear').addEventListener('click', () => {
+      for (const input of [searchEvent, searchId, searchSince, searchUntil]) input.value = '';
+      refilter();
+    });
+    redeliverMatching.addEventListener('click', () => {
+      replace(matchingSlot, redeliverMatchingPanel(base, {
+        event: searchEvent.value.trim(),
+        since: searchSince.value,
+        until: searchUntil.value,
+      }, () => clear(matchingSlot)));
+      reveal(matchingSlot);
     });
 
     olderButton.addEventListener('click', async () => {
       const rows = older.length ? older : live;
       const last = rows[rows.length - 1];
       if (!last) return;
-      const qs = new URLSearchParams({ before: last.deliveryId });
-      if (filter.value) qs.set('status', filter.value);
+      const qs = query();
+      qs.set('before', last.deliveryId);
       try {
         const page = await api('GET', `${base}/deliveries?${qs}`);
         older = older.concat(page.deliveries);
@@ -914,7 +965,10 @@
           liveDot,
           h('div', { class: 'grow' }),
           h('label', { for: 'status-filter', class: 'muted' }, 'Show'),
-          filter),
+          filter,
+          redeliverMatching),
+        searchForm,
+        matchingSlot,
         h('div', { class: 'activity-body' },
           h('div', { class: 'card flush' }, tableSlot, h('div', { class: 'more' }, olderButton)),
           detailSlot)));
@@ -927,7 +981,7 @@
       return h('div', { class: 'empty', id: 'deliveries-empty' },
         h('h2', {}, status ? `No ${status} deliveries` : 'No deliveries yet'),
         h('p', {}, status
-          ? 'Nothing with this status. Choose “All statuses” to see everything.'
+          ? 'Nothing with this status and search. Choose “All statuses”, or clear the search, to see everything.'
           : 'Send a request to the URL above. Each one appears here the moment it arrives.'));
     }
     return h('div', { class: 'table-scroll' }, h('table', { id: 'deliveries-table', class: 'table clickable activity-table' },
@@ -943,7 +997,9 @@
           onclick: () => onOpen(d.deliveryId),
           onkeydown: (ev) => { if (ev.key === 'Enter') onOpen(d.deliveryId); },
         },
-        h('td', {}, badge(d.status), d.verified ? null : h('span', { class: 'muted small unverified', title: 'No provider secret was set to verify it' }, 'unverified')),
+        h('td', {}, badge(d.status),
+          d.status === 'failed' && d.reason ? h('span', { class: 'muted small failed-reason truncate', title: d.reason }, d.reason) : null,
+          d.verified ? null : h('span', { class: 'muted small unverified', title: 'No provider secret was set to verify it' }, 'unverified')),
         h('td', { class: 'event' }, d.event
           ? h('span', { class: 'event-name truncate', title: d.event }, d.event)
           : h('span', { class: 'muted' }, '—')),
@@ -955,8 +1011,123 @@
       }))));
   }
 
+  // A datetime-local input's value (local time, no zone) as an RFC 3339 time, or ''.
+  function localToIso(value) {
+    if (!value) return '';
+    const t = new Date(value);
+    return Number.isNaN(t.getTime()) ? '' : t.toISOString();
+  }
+
+  // "Redeliver matching…": the filter, a dry run's count, then the redeliver itself, which
+  // is offered only once the count is known and says how many it will queue.
+  function redeliverMatchingPanel(base, preset, onClose) {
+    const boxes = REDELIVERABLE.map((s, i) => h('label', { class: 'check' },
+      h('input', { type: 'checkbox', name: 'status', value: s, id: `match-${s}`, checked: i === 0 }), ` ${s}`));
+    const event = h('input', { id: 'match-event', type: 'text', placeholder: 'Any event type', value: preset.event });
+    const since = h('input', { id: 'match-since', type: 'datetime-local', step: 1, value: preset.since });
+    const until = h('input', { id: 'match-until', type: 'datetime-local', step: 1, value: preset.until });
+    const count = h('p', { id: 'match-count', role: 'status', class: 'muted' }, 'Count them first.');
+    const countButton = h('button', { type: 'submit', id: 'match-dry-run', class: 'secondary' }, 'Count');
+    const go = h('button', { type: 'button', id: 'match-confirm', disabled: true }, 'Redeliver');
+    let counted = null;
+    function filterBody() {
+      const body = { status: boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.value) };
+      if (event.value.trim()) body.event = event.value.trim();
+      if (localToIso(since.value)) body.since = localToIso(since.value);
+      if (localToIso(until.value)) body.until = localToIso(until.value);
+      return body;
+    }
+    function stale() {
+      counted = null;
+      go.disabled = true;
+      go.textContent = 'Redeliver';
+      count.textContent = 'Count them first.';
+    }
+    const form = h('form', { id: 'match-form', class: 'match-form' },
+      h('div', { class: 'checks' }, h('span', { class: 'muted' }, 'Status'), boxes),
+      h('label', { for: 'match-event' }, 'Event'), event,
+      h('label', { for: 'match-since' }, 'Received from'), since,
+      h('label', { for: 'match-until' }, 'to'), until,
+      h('div', { class: 'actions' }, countButton, go));
+    form.addEventListener('input', stale);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clearMessages();
+      try {
+        const body = filterBody();
+        const r = await api('POST', `${base}/deliveries/redeliver`, Object.assign({ dryRun: true }, body));
+        counted = body;
+        count.textContent = r.matched === 1 ? '1 delivery matches.' : `${r.matched} deliveries match.`;
+        go.disabled = r.matched === 0;
+        go.textContent = `Redeliver ${r.matched}`;
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showFormError(err, form);
+      }
+    });
+    go.addEventListener('click', async () => {
+      if (!counted) return;
+      go.disabled = true;
+      try {
+        const r = await api('POST', `${base}/deliveries/redeliver`, counted);
+        count.textContent = `Queued ${r.requeued} again, in the order they were received.`;
+        go.textContent = 'Redeliver';
+        counted = null;
+      } catch (err) {
+        go.disabled = false;
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    });
+    return h('section', { class: 'card', id: 'redeliver-matching-panel' },
+      h('div', { class: 'once-head' },
+        h('h2', {}, 'Redeliver matching deliveries'),
+        h('button', { type: 'button', class: 'secondary small', id: 'match-close', onclick: onClose }, 'Close')),
+      h('p', { class: 'hint' }, 'They are queued for the agent again at the end of its queue, in the order they were received. All of them, or none if that would pass the agent\u2019s backlog cap.'),
+      form, count);
+  }
+
+  function historyTable(history) {
+    if (!history || history.length === 0) {
+      return h('p', { class: 'muted', id: 'detail-history' }, 'Not handed to the agent yet.');
+    }
+    return h('table', { class: 'table compact', id: 'detail-history' },
+      h('thead', {}, h('tr', {},
+        h('th', { class: 'num' }, '#'), h('th', {}, 'Sent'), h('th', {}, 'Via'),
+        h('th', {}, 'Outcome'), h('th', {}, 'At'), h('th', {}, 'Handler'), h('th', {}, 'Reason'))),
+      h('tbody', {}, history.map((a) => h('tr', { dataset: { attempt: a.attempt, outcome: a.outcome || 'out' } },
+        h('td', { class: 'num' }, String(a.attempt)),
+        h('td', {}, fmtTime(a.sentAt)),
+        h('td', {}, a.via || '—'),
+        h('td', {}, a.outcome ? badge(a.outcome, `outcome-${a.outcome}`) : h('span', { class: 'muted' }, 'awaiting ack')),
+        h('td', {}, fmtTime(a.at)),
+        h('td', { class: 'mono' }, a.result ? `${a.result.status} · ${a.result.ms} ms` : '—'),
+        h('td', { class: 'wrap' }, a.reason || '')))));
+  }
+
   function deliveryDetail(d, base, note, onNote, onClose) {
     const redeliverable = d.status !== 'rejected' && d.status !== 'duplicate';
+    const discardable = d.status === 'queued' || d.status === 'sent';
+    const discard = h('button', {
+      type: 'button', id: 'discard', class: 'danger', disabled: !discardable,
+      title: discardable ? 'Give it up: never hand it to the agent again' : 'It is not waiting for the agent',
+    }, 'Discard');
+    discard.addEventListener('click', async () => {
+      const ok = await confirmDialog({
+        title: 'Discard this delivery?',
+        text: 'It becomes failed (“discarded”) and is not handed to the agent again; the deliveries behind it go on. It stays here, and Redeliver brings it back.',
+        confirm: 'Discard',
+        danger: true,
+      });
+      if (!ok) return;
+      discard.disabled = true;
+      try {
+        await api('POST', `${base}/deliveries/${enc(d.deliveryId)}/discard`);
+        result.textContent = 'Discarded.';
+        onNote(result.textContent);
+      } catch (err) {
+        discard.disabled = false;
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    });
     const result = h('span', { id: 'redeliver-result', class: 'muted', role: 'status' }, note);
     const redeliver = h('button', {
       type: 'button', id: 'redeliver', disabled: !redeliverable,
@@ -997,7 +1168,9 @@
         h('dt', {}, 'Sent'), h('dd', {}, fmtTime(d.sentAt)),
         h('dt', {}, 'Acked'), h('dd', {}, fmtTime(d.ackedAt)),
         h('dt', {}, 'Attempts'), h('dd', {}, String(d.attempts))),
-      h('div', { class: 'actions' }, redeliver, result),
+      h('div', { class: 'actions' }, redeliver, discard, result),
+      h('h3', {}, 'Attempts'),
+      historyTable(d.history),
       h('h3', {}, 'Headers'),
       h('table', { class: 'table compact', id: 'detail-headers' },
         h('tbody', {}, headerRows.map(([k, v]) => h('tr', {},

@@ -12,7 +12,8 @@ use super::{
 
 /// Where a delivery is: `queued` for its agent, `sent` on its socket, `acked` by it; or
 /// never for the agent (`rejected` by verification, a `duplicate` of an earlier one), or
-/// `expired` unacked past the retention.
+/// `expired` unacked past the retention, or `failed`: given up on (nacked without
+/// requeue, out of attempts, or discarded), kept and redeliverable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum DeliveryStatus {
@@ -22,16 +23,18 @@ pub enum DeliveryStatus {
     Rejected,
     Duplicate,
     Expired,
+    Failed,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 6] = [
+    pub const ALL: [DeliveryStatus; 7] = [
         Self::Queued,
         Self::Sent,
         Self::Acked,
         Self::Rejected,
         Self::Duplicate,
         Self::Expired,
+        Self::Failed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,11 +45,110 @@ impl DeliveryStatus {
             Self::Rejected => "rejected",
             Self::Duplicate => "duplicate",
             Self::Expired => "expired",
+            Self::Failed => "failed",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// How an attempt was handed out: on the agent's socket, or by MCP's `next_events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Socket,
+    Mcp,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Mcp => "mcp",
+        }
+    }
+}
+
+/// What the agent's own handler answered, as the agent reports it with an ack or a nack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandlerResult {
+    /// An HTTP status, 100 to 599.
+    pub status: u16,
+    pub ms: u64,
+}
+
+/// How an attempt that was not acked ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Nacked,
+    /// Unacked for the ack timeout (on a socket, or a lapsed MCP lease).
+    Timeout,
+    /// The socket ended with it unacked.
+    Disconnected,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nacked => "nacked",
+            Self::Timeout => "timeout",
+            Self::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Why a delivery was given up on; the metric's label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailReason {
+    /// The agent nacked it without requeue.
+    Nacked,
+    /// Handed out `max_attempts` times without an ack.
+    MaxAttempts(i64),
+    Discarded,
+}
+
+impl FailReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Nacked => "nacked",
+            Self::MaxAttempts(_) => "max_attempts",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
+/// An attempt that ended without an ack, as the session or the pull side saw it end;
+/// with `fail`, the delivery is given up on.
+#[derive(Clone, Debug)]
+pub struct AttemptEnd {
+    pub id: DeliveryId,
+    /// `None`: the delivery's stored attempt count (a nack of a delivery this consumer
+    /// did not hand out).
+    pub attempt: Option<i64>,
+    pub via: Via,
+    /// Wall-clock ms of the send.
+    pub sent_at: Option<i64>,
+    pub outcome: AttemptOutcome,
+    pub at: i64,
+    /// The agent's words, with a nack.
+    pub reason: Option<String>,
+    pub result: Option<HandlerResult>,
+    pub fail: Option<FailReason>,
+}
+
+impl AttemptEnd {
+    /// The `reason` a failed delivery shows.
+    pub fn failed_reason(&self) -> Option<String> {
+        let fail = self.fail?;
+        Some(match fail {
+            FailReason::Nacked => match &self.reason {
+                Some(r) if !r.is_empty() => format!("nacked: {r}"),
+                _ => "nacked".to_owned(),
+            },
+            FailReason::MaxAttempts(n) => format!("gave up after {n} attempts"),
+            FailReason::Discarded => "discarded".to_owned(),
+        })
     }
 }
 
@@ -82,6 +184,8 @@ pub struct PendingDelivery {
     pub verified: bool,
     /// Sends made before this copy was loaded.
     pub attempts: i64,
+    /// `attempts` when it was last queued again by hand: the attempt limit counts from it.
+    pub attempt_base: i64,
     pub headers: String,
     pub body: Bytes,
     pub secrets: Arc<SealedSecrets>,
@@ -99,11 +203,18 @@ impl PendingDelivery {
             received_at: d.received_at,
             verified: d.verified,
             attempts: 0,
+            attempt_base: 0,
             headers: d.headers,
             body: d.body,
             secrets: d.secrets,
         }
     }
+}
+
+/// Whether a delivery has been handed out `attempt` times with `max` allowed since its
+/// `base` (0: no limit): then it is given up on rather than handed out again.
+pub fn out_of_attempts(attempt: i64, base: i64, max: u32) -> bool {
+    max > 0 && attempt - base >= i64::from(max)
 }
 
 /// What a stored body that was cut short still says about the whole one.
@@ -112,6 +223,35 @@ pub struct BodyCut {
     pub size_bytes: i64,
     /// Hex SHA-256 of the whole body.
     pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscardOutcome {
+    /// It is `failed` ("discarded") now, or was failed already.
+    Failed,
+    NotFound,
+    /// It was acked or expired: there is nothing to give up on.
+    Finished(DeliveryStatus),
+}
+
+/// Which of a webhook's deliveries a bulk redeliver takes, in receipt order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeliverFilter {
+    /// Some of `acked`, `failed`, `expired`.
+    pub statuses: Vec<DeliveryStatus>,
+    pub event: Option<String>,
+    /// Received at or after, ms.
+    pub since: Option<i64>,
+    /// Received before, ms.
+    pub until: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkRequeueOutcome {
+    Matched(u64),
+    Requeued(u64),
+    /// Queueing them would pass the agent's backlog cap; nothing was queued.
+    BacklogFull(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,9 @@ pub mod ids;
 pub mod provider;
 
 pub use delivery::{
-    BacklogCap, BacklogSnapshot, BodyCut, DeliveryStatus, IngestOutcome, NewDelivery,
-    PendingDelivery, RequeueOutcome,
+    out_of_attempts, AttemptEnd, AttemptOutcome, BacklogCap, BacklogSnapshot, BodyCut,
+    BulkRequeueOutcome, DeliveryStatus, DiscardOutcome, FailReason, HandlerResult, IngestOutcome,
+    NewDelivery, PendingDelivery, RedeliverFilter, RequeueOutcome, Via,
 };
 pub use provider::Provider;
 

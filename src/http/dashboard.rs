@@ -165,6 +165,14 @@ struct StreamQuery {
     /// Only deliveries in this status.
     #[param(value_type = Option<crate::domain::DeliveryStatus>)]
     status: Option<String>,
+    /// Only deliveries of this event type.
+    event: Option<String>,
+    /// Only deliveries received at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Only deliveries received before this time (RFC 3339).
+    until: Option<String>,
+    /// Only the delivery with this id, or with this provider's delivery id.
+    q: Option<String>,
 }
 
 /// A webhook's activity, live.
@@ -199,11 +207,22 @@ async fn activity_stream(
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let super::WebhookPath { agent, webhook } = path.into_inner();
-    let StreamQuery { limit, status } = query.into_inner();
+    let StreamQuery {
+        limit,
+        status,
+        event,
+        since,
+        until,
+        q,
+    } = query.into_inner();
     let query = webhooks::ActivityQuery {
         limit,
         before: None,
         status,
+        event,
+        since,
+        until,
+        q,
     };
     // Authorize and validate before streaming, so a bad request gets its JSON error.
     let first = webhooks::list_deliveries(&hub, &caller, &agent, &webhook, &query).await?;

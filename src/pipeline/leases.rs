@@ -21,11 +21,23 @@ use crate::domain::ids::{AgentId, DeliveryId};
 /// time out.
 pub const MAX_HANDED_OUT: usize = 1000;
 
-/// One delivery handed out: until when, and as which attempt.
+/// One delivery handed out: until when, as which attempt, when (wall clock, ms), and
+/// where its attempt limit counts from.
 #[derive(Clone, Copy, Debug)]
 struct Lease {
     until: Instant,
     attempt: i64,
+    sent_ms: i64,
+    base: i64,
+}
+
+/// A lease that ran out unacked: its attempt has ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lapsed {
+    pub id: DeliveryId,
+    pub attempt: i64,
+    pub sent_ms: i64,
+    pub base: i64,
 }
 
 /// One agent's leases. Calls for the same agent take turns on it (see
@@ -40,17 +52,33 @@ pub struct HandedOut {
 }
 
 impl HandedOut {
-    /// Ends the leases whose time has passed. Call it before reading the queue.
-    pub fn expire(&mut self, now: Instant) {
+    /// Ends the leases whose time has passed, and returns them. Call it before reading
+    /// the queue.
+    pub fn expire(&mut self, now: Instant) -> Vec<Lapsed> {
         self.lapsed.clear();
         let lapsed = &mut self.lapsed;
+        let mut ended = Vec::new();
         self.out.retain(|id, lease| {
             let live = lease.until > now;
             if !live {
                 lapsed.insert(id.clone(), lease.attempt);
+                ended.push(Lapsed {
+                    id: id.clone(),
+                    attempt: lease.attempt,
+                    sent_ms: lease.sent_ms,
+                    base: lease.base,
+                });
             }
             live
         });
+        ended
+    }
+
+    /// The attempt a delivery handed out now would be: after both the stored count and
+    /// any lease of it that just ran out.
+    pub fn next_attempt(&self, id: &DeliveryId, stored_attempts: i64) -> i64 {
+        let lapsed = self.lapsed.get(id).copied().unwrap_or(0);
+        stored_attempts.max(lapsed) + 1
     }
 
     pub fn is_out(&self, id: &DeliveryId) -> bool {
@@ -65,18 +93,32 @@ impl HandedOut {
         self.out.is_empty()
     }
 
-    /// Leases `id` until `until`, as the attempt after both the stored count and any
-    /// lease of it that just ran out; returns that attempt.
-    pub fn hand_out(&mut self, id: &DeliveryId, stored_attempts: i64, until: Instant) -> i64 {
-        let lapsed = self.lapsed.get(id).copied().unwrap_or(0);
-        let attempt = stored_attempts.max(lapsed) + 1;
-        self.out.insert(id.clone(), Lease { until, attempt });
+    /// Leases `id` until `until`, as [`HandedOut::next_attempt`]; returns that attempt.
+    pub fn hand_out(
+        &mut self,
+        id: &DeliveryId,
+        stored_attempts: i64,
+        base: i64,
+        until: Instant,
+        sent_ms: i64,
+    ) -> i64 {
+        let attempt = self.next_attempt(id, stored_attempts);
+        self.out.insert(
+            id.clone(),
+            Lease {
+                until,
+                attempt,
+                sent_ms,
+                base,
+            },
+        );
         attempt
     }
 
-    pub fn acked(&mut self, id: &DeliveryId) {
-        self.out.remove(id);
+    /// The attempt acked, if it was leased.
+    pub fn acked(&mut self, id: &DeliveryId) -> Option<i64> {
         self.lapsed.remove(id);
+        self.out.remove(id).map(|l| l.attempt)
     }
 
     /// When the first lease runs out, which makes its delivery available again.
@@ -133,7 +175,7 @@ mod tests {
         let t0 = Instant::now();
         let mut h = HandedOut::default();
         let id = DeliveryId::generate();
-        assert_eq!(h.hand_out(&id, 0, t0 + Duration::from_secs(30)), 1);
+        assert_eq!(h.hand_out(&id, 0, 0, t0 + Duration::from_secs(30), 0), 1);
         h.expire(t0 + Duration::from_secs(29));
         assert!(h.is_out(&id));
         assert_eq!(h.next_expiry(), Some(t0 + Duration::from_secs(30)));
@@ -141,10 +183,10 @@ mod tests {
         assert!(!h.is_out(&id));
         // The `sent` mark of attempt 1 may not be committed yet: the stored count still
         // says 0, and the lapsed lease says 1.
-        assert_eq!(h.hand_out(&id, 0, t0 + Duration::from_secs(60)), 2);
+        assert_eq!(h.hand_out(&id, 0, 0, t0 + Duration::from_secs(60), 0), 2);
         // Once the store has counted more (sent over the socket meanwhile), it wins.
         h.expire(t0 + Duration::from_secs(60));
-        assert_eq!(h.hand_out(&id, 5, t0 + Duration::from_secs(90)), 6);
+        assert_eq!(h.hand_out(&id, 5, 0, t0 + Duration::from_secs(90), 0), 6);
     }
 
     #[test]
@@ -152,8 +194,8 @@ mod tests {
         let t0 = Instant::now();
         let mut h = HandedOut::default();
         let (a, b) = (DeliveryId::generate(), DeliveryId::generate());
-        h.hand_out(&a, 0, t0 + Duration::from_secs(1));
-        h.hand_out(&b, 0, t0 + Duration::from_secs(2));
+        h.hand_out(&a, 0, 0, t0 + Duration::from_secs(1), 0);
+        h.hand_out(&b, 0, 0, t0 + Duration::from_secs(2), 0);
         h.acked(&b);
         assert_eq!(h.len(), 1);
         h.expire(t0 + Duration::from_secs(5));
@@ -161,7 +203,7 @@ mod tests {
         assert_eq!(h.next_expiry(), None);
         h.expire(t0 + Duration::from_secs(6));
         // `a` lapsed two expiries ago: its next attempt comes from the store alone.
-        assert_eq!(h.hand_out(&a, 1, t0 + Duration::from_secs(9)), 2);
+        assert_eq!(h.hand_out(&a, 1, 0, t0 + Duration::from_secs(9), 0), 2);
     }
 
     #[tokio::test]
@@ -175,7 +217,9 @@ mod tests {
         other.lock().await.hand_out(
             &DeliveryId::generate(),
             0,
+            0,
             Instant::now() + Duration::from_secs(9),
+            0,
         );
         leases.release(&agent, other);
         assert_eq!(leases.agents_held(), 1, "it has a lease out");

@@ -20,7 +20,10 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::{
-    domain::{ids::AgentId, PendingDelivery},
+    domain::{
+        ids::{AgentId, DeliveryId},
+        PendingDelivery,
+    },
     metrics::Metrics,
     protocol,
 };
@@ -115,25 +118,54 @@ impl Handler<Route> for Registry {
 
     fn handle(&mut self, msg: Route, _: &mut Context<Self>) {
         // Group per agent, keeping queue order, so that each session gets one message.
-        let mut per_agent: HashMap<&AgentId, Vec<Arc<_>>> = HashMap::new();
-        for d in &msg.0 {
-            if self.online.contains_key(&d.agent_id) {
-                per_agent.entry(&d.agent_id).or_default().push(d.clone());
-            } else if let Some(waiting) = self.watching.remove(&d.agent_id) {
+        let mut per_agent: HashMap<&AgentId, Push> = HashMap::new();
+        let wake = |agent_id: &AgentId,
+                    watching: &mut HashMap<AgentId, Vec<oneshot::Sender<()>>>| {
+            if let Some(waiting) = watching.remove(agent_id) {
                 for wake in waiting {
                     let _ = wake.send(());
                 }
             }
+        };
+        for d in &msg.deliveries {
+            if self.online.contains_key(&d.agent_id) {
+                let push = per_agent.entry(&d.agent_id).or_default();
+                push.upto = d.queue_seq;
+                push.deliveries.push(d.clone());
+            } else {
+                wake(&d.agent_id, &mut self.watching);
+            }
         }
-        for (agent_id, deliveries) in per_agent {
+        for (agent_id, upto) in &msg.moved {
+            if self.online.contains_key(agent_id) {
+                let push = per_agent.entry(agent_id).or_default();
+                push.upto = push.upto.max(*upto);
+            } else {
+                wake(agent_id, &mut self.watching);
+            }
+        }
+        for (agent_id, id) in &msg.settled {
+            if self.online.contains_key(agent_id) {
+                per_agent
+                    .entry(agent_id)
+                    .or_default()
+                    .settled
+                    .push(id.clone());
+            }
+        }
+        for (agent_id, mut push) in per_agent {
             let Some(online) = self.online.get(agent_id) else {
                 continue;
             };
-            let last = deliveries.last().map(|d| d.queue_seq).unwrap_or(0);
-            let prev = online.routed.swap(last, Ordering::AcqRel);
+            if push.upto > 0 {
+                push.prev = online.routed.fetch_max(push.upto, Ordering::AcqRel);
+            } else {
+                push.prev = online.routed.load(Ordering::Acquire);
+            }
             // A full mailbox drops this push; the session sees `routed` ahead of what it
-            // has and reads the rest from the store.
-            let _ = online.push.try_send(Push { prev, deliveries });
+            // has and reads the rest from the store. (A dropped `settled` costs a resend
+            // of a delivery the store no longer counts as pending: its ack is ignored.)
+            let _ = online.push.try_send(push);
         }
     }
 }
@@ -170,10 +202,24 @@ impl Handler<CloseAll> for Registry {
 
 // The messages between the delivery writer, the registry and agent sessions.
 
-/// Writer → registry: deliveries just committed (or requeued), in queue order.
-#[derive(Message)]
+/// Writer → registry: what a commit changed in agents' queues.
+#[derive(Message, Default)]
 #[rtype(result = "()")]
-pub struct Route(pub Vec<Arc<PendingDelivery>>);
+pub struct Route {
+    /// Deliveries just committed (or requeued), in queue order.
+    pub deliveries: Vec<Arc<PendingDelivery>>,
+    /// Deliveries queued again in bulk, too many to carry: each agent's last new queue
+    /// position, so that its session reads them from the store.
+    pub moved: Vec<(AgentId, i64)>,
+    /// Deliveries no longer pending (discarded): a session holding one stops sending it.
+    pub settled: Vec<(AgentId, DeliveryId)>,
+}
+
+impl Route {
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty() && self.moved.is_empty() && self.settled.is_empty()
+    }
+}
 
 /// Session → registry: this agent is online on this session.
 #[derive(Message)]
@@ -223,12 +269,17 @@ pub struct CloseAll;
 
 /// Registry → session: deliveries for this agent, in queue order. `prev` is the queue
 /// position routed to this session just before the first of them, so that the session can
-/// tell whether it missed any (then it reads them from the store instead).
-#[derive(Message)]
+/// tell whether it missed any (then it reads them from the store instead); `upto`, the
+/// last position routed with this push (beyond the deliveries when some were queued again
+/// in bulk, to be read from the store).
+#[derive(Message, Default)]
 #[rtype(result = "()")]
 pub struct Push {
     pub prev: i64,
+    pub upto: i64,
     pub deliveries: Vec<Arc<PendingDelivery>>,
+    /// Deliveries no longer pending, to stop sending.
+    pub settled: Vec<DeliveryId>,
 }
 
 /// Registry → session: close with this code and reason.

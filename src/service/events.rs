@@ -21,7 +21,8 @@ use super::{
     tools::ToolSpec,
 };
 use crate::{
-    domain::ids::DeliveryId,
+    clock,
+    domain::{ids::DeliveryId, out_of_attempts, AttemptEnd, AttemptOutcome, FailReason, Via},
     error::ApiError,
     pipeline::{
         leases::{HandedOut, MAX_HANDED_OUT},
@@ -171,7 +172,7 @@ async fn ack(
         match DeliveryId::parse(raw).filter(|id| owned.contains(id)) {
             Some(id) => {
                 if acked.insert(id.clone()) {
-                    if let Some(wait) = hub.writer.ack(agent.id().clone(), id) {
+                    if let Some(wait) = hub.writer.ack(agent.id().clone(), id, None) {
                         wait.await;
                     }
                 }
@@ -195,7 +196,9 @@ async fn ack(
         {
             let mut out = leases.lock().await;
             for id in &acked {
-                out.acked(id);
+                if let Some(attempt) = out.acked(id) {
+                    hub.metrics.attempts_per_ack.observe(attempt as f64);
+                }
             }
         }
         hub.leases.release(agent.id(), leases);
@@ -268,7 +271,29 @@ async fn take_leased(
     out: &mut HandedOut,
 ) -> Result<(Vec<Value>, Option<std::time::Instant>), ApiError> {
     let now = std::time::Instant::now();
-    out.expire(now);
+    let now_ms = clock::now_ms();
+    let max_attempts = hub.config.max_attempts;
+    // Leases that ran out are attempts that timed out; the last one allowed gives its
+    // delivery up, and it is not handed out again.
+    let mut given_up = HashSet::new();
+    let mut ends = Vec::new();
+    for lapsed in out.expire(now) {
+        let fail = out_of_attempts(lapsed.attempt, lapsed.base, max_attempts);
+        if fail {
+            given_up.insert(lapsed.id.clone());
+        }
+        ends.push(AttemptEnd {
+            id: lapsed.id,
+            attempt: Some(lapsed.attempt),
+            via: Via::Mcp,
+            sent_at: Some(lapsed.sent_ms),
+            outcome: AttemptOutcome::Timeout,
+            at: now_ms,
+            reason: None,
+            result: None,
+            fail: fail.then_some(FailReason::MaxAttempts(i64::from(max_attempts))),
+        });
+    }
     if out.len() >= MAX_HANDED_OUT {
         // Said, not answered with no events: a model would take none for "nothing
         // is waiting".
@@ -292,7 +317,27 @@ async fn take_leased(
             .await?;
         for d in &page.deliveries {
             after = d.queue_seq;
-            if out.is_out(&d.id) {
+            if out.is_out(&d.id) || given_up.contains(&d.id) {
+                continue;
+            }
+            // Handed out as often as allowed already, its last lease lost (a restart).
+            if out_of_attempts(
+                out.next_attempt(&d.id, d.attempts) - 1,
+                d.attempt_base,
+                max_attempts,
+            ) {
+                given_up.insert(d.id.clone());
+                ends.push(AttemptEnd {
+                    id: d.id.clone(),
+                    attempt: Some(d.attempts),
+                    via: Via::Mcp,
+                    sent_at: None,
+                    outcome: AttemptOutcome::Timeout,
+                    at: now_ms,
+                    reason: None,
+                    result: None,
+                    fail: Some(FailReason::MaxAttempts(i64::from(max_attempts))),
+                });
                 continue;
             }
             if events.len() == max as usize
@@ -301,7 +346,7 @@ async fn take_leased(
             {
                 break 'pages;
             }
-            let attempt = out.hand_out(&d.id, d.attempts, until);
+            let attempt = out.hand_out(&d.id, d.attempts, d.attempt_base, until, now_ms);
             let signature = signer.sign(&hub.key, d);
             let frame = protocol::delivery_frame(d, attempt, signature.as_ref())
                 .map_err(ApiError::internal)?;
@@ -318,7 +363,12 @@ async fn take_leased(
             break;
         }
     }
-    if let Some(wait) = hub.writer.sent(agent.id().clone(), sent) {
+    for end in ends {
+        if let Some(wait) = hub.writer.ended(agent.id().clone(), end) {
+            wait.await;
+        }
+    }
+    if let Some(wait) = hub.writer.sent(agent.id().clone(), Via::Mcp, sent) {
         wait.await;
     }
     Ok((events, out.next_expiry()))

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod events;
 pub mod ingest;
 pub mod input;
+pub mod replay;
 pub mod tools;
 pub mod views;
 pub mod webhooks;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::{
     input::{self, Object},
-    webhooks, Caller,
+    replay, webhooks, Caller,
 };
 use crate::{
     error::{ApiError, ErrorDetail},
@@ -52,6 +52,15 @@ pub enum Tool {
         webhook_id: String,
         delivery_id: String,
     },
+    /// The filter is read once the webhook is found, as over HTTP.
+    RedeliverDeliveries {
+        webhook_id: String,
+        body: Object,
+    },
+    DiscardDelivery {
+        webhook_id: String,
+        delivery_id: String,
+    },
 }
 
 /// What a tool is, for a list of tools.
@@ -71,7 +80,7 @@ pub struct ToolSpec {
 }
 
 /// Every tool's name, in the order [`Tool::specs`] lists them.
-pub const TOOL_NAMES: [&str; 8] = [
+pub const TOOL_NAMES: [&str; 10] = [
     "create_webhook",
     "list_webhooks",
     "get_webhook",
@@ -80,6 +89,8 @@ pub const TOOL_NAMES: [&str; 8] = [
     "delete_webhook",
     "list_deliveries",
     "redeliver",
+    "redeliver_deliveries",
+    "discard_delivery",
 ];
 
 const WEBHOOK_ID: &str =
@@ -104,6 +115,8 @@ impl Tool {
             Self::DeleteWebhook { .. } => "delete_webhook",
             Self::ListDeliveries { .. } => "list_deliveries",
             Self::Redeliver { .. } => "redeliver",
+            Self::RedeliverDeliveries { .. } => "redeliver_deliveries",
+            Self::DiscardDelivery { .. } => "discard_delivery",
         }
     }
 
@@ -145,7 +158,19 @@ impl Tool {
                     limit: query_arg(&args, "limit")?,
                     before: query_arg(&args, "before")?,
                     status: query_arg(&args, "status")?,
+                    event: query_arg(&args, "event")?,
+                    since: query_arg(&args, "since")?,
+                    until: query_arg(&args, "until")?,
+                    q: query_arg(&args, "q")?,
                 },
+            },
+            "redeliver_deliveries" => Self::RedeliverDeliveries {
+                webhook_id: webhook_id()?,
+                body: args,
+            },
+            "discard_delivery" => Self::DiscardDelivery {
+                webhook_id: webhook_id()?,
+                delivery_id: id_arg(&args, "deliveryId")?,
             },
             _ => Self::Redeliver {
                 webhook_id: webhook_id()?,
@@ -218,14 +243,18 @@ impl Tool {
             ),
             spec(
                 "list_deliveries",
-                "List a webhook's activity, newest first: every request it received, delivered, waiting, rejected or duplicate.",
+                "List a webhook's activity, newest first: every request it received, delivered, waiting, failed, rejected or duplicate.",
                 json!({
                     "type": "object",
                     "properties": {
                         "webhookId": {"type": "string", "description": WEBHOOK_ID},
                         "limit": {"type": ["integer", "string"], "description": "At most this many, 1 to 500 (default 50)."},
                         "before": {"type": "string", "description": "The `nextCursor` of the previous page."},
-                        "status": {"type": "string", "enum": ["queued", "sent", "acked", "rejected", "duplicate", "expired"], "description": "Only deliveries with this status."},
+                        "status": {"type": "string", "enum": ["queued", "sent", "acked", "rejected", "duplicate", "expired", "failed"], "description": "Only deliveries with this status."},
+                        "event": {"type": "string", "description": "Only deliveries of this event type."},
+                        "since": {"type": "string", "format": "date-time", "description": "Only deliveries received at or after this time (RFC 3339)."},
+                        "until": {"type": "string", "format": "date-time", "description": "Only deliveries received before this time (RFC 3339)."},
+                        "q": {"type": "string", "description": "Only the delivery with this id (`dlv_…`) or this provider's delivery id."},
                     },
                     "required": ["webhookId"],
                 }),
@@ -243,6 +272,36 @@ impl Tool {
                     "required": ["webhookId", "deliveryId"],
                 }),
                 (false, false, false),
+            ),
+            spec(
+                "redeliver_deliveries",
+                "Queue again, in the order they were received, every delivery of a webhook that matches a filter: by default the failed ones. All of them are queued or, if that would pass this agent's backlog cap, none (`backlog_full`). With `dryRun` nothing changes and the result says how many match (`matched`); otherwise it says how many were queued (`requeued`).",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "webhookId": {"type": "string", "description": WEBHOOK_ID},
+                        "status": {"type": "array", "items": {"type": "string", "enum": ["failed", "acked", "expired"]}, "minItems": 1, "default": ["failed"], "description": "Which deliveries, by status."},
+                        "event": {"type": "string", "description": "Only this event type."},
+                        "since": {"type": "string", "format": "date-time", "description": "Only deliveries received at or after this time (RFC 3339)."},
+                        "until": {"type": "string", "format": "date-time", "description": "Only deliveries received before this time (RFC 3339)."},
+                        "dryRun": {"type": "boolean", "default": false, "description": "Only count them."},
+                    },
+                    "required": ["webhookId"],
+                }),
+                (false, false, false),
+            ),
+            spec(
+                "discard_delivery",
+                "Give up on a delivery this agent cannot handle: it becomes `failed` (\"discarded\"), is not handed out again and holds up nothing behind it. It stays in the activity, and `redeliver` brings it back.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "webhookId": {"type": "string", "description": WEBHOOK_ID},
+                        "deliveryId": {"type": "string", "description": "The delivery's id (`dlv_…`)."},
+                    },
+                    "required": ["webhookId", "deliveryId"],
+                }),
+                (false, true, true),
             ),
         ]
     }
@@ -277,6 +336,21 @@ impl Tool {
             } => {
                 let id = webhooks::redeliver(hub, caller, "me", &webhook_id, &delivery_id).await?;
                 Ok(json!({ "deliveryId": id, "status": "queued" }))
+            }
+            Self::RedeliverDeliveries { webhook_id, body } => {
+                Ok(
+                    match replay::redeliver_matching(hub, caller, "me", &webhook_id, &body).await? {
+                        replay::Redelivered::Matched(n) => json!({ "matched": n }),
+                        replay::Redelivered::Requeued(n) => json!({ "requeued": n }),
+                    },
+                )
+            }
+            Self::DiscardDelivery {
+                webhook_id,
+                delivery_id,
+            } => {
+                let id = replay::discard(hub, caller, "me", &webhook_id, &delivery_id).await?;
+                Ok(json!({ "deliveryId": id, "status": "failed", "reason": "discarded" }))
             }
         }
     }
@@ -347,6 +421,8 @@ mod tests {
         match &schema["type"] {
             Value::String(t) if t == "string" => json!("whk_01J0000000000000000000000"),
             Value::Array(types) if types.contains(&json!("integer")) => json!(10),
+            Value::String(t) if t == "array" => json!([sample(&schema["items"])]),
+            Value::String(t) if t == "boolean" => json!(false),
             other => panic!("no sample for type {other}"),
         }
     }

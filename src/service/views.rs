@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::{
     clock::rfc3339,
     domain::{DeliveryStatus, Provider},
-    store::{ActivityRecord, Agent, Webhook},
+    store::{ActivityRecord, Agent, AttemptRecord, Webhook},
 };
 
 #[derive(Serialize)]
@@ -190,4 +190,51 @@ pub struct DeliveryDetail {
     /// `body` is only the start of what was received (`sizeBytes` long).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub body_truncated: bool,
+    /// Every attempt, oldest first.
+    pub history: Vec<AttemptView>,
+}
+
+/// The agent's handler's answer, as the agent reported it.
+#[derive(Serialize, ToSchema)]
+pub struct HandlerResultView {
+    /// The HTTP status the handler answered.
+    pub status: u16,
+    /// How long the handler took, in milliseconds.
+    pub ms: u64,
+}
+
+/// One attempt to hand a delivery over.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub sent_at: Option<String>,
+    /// `socket` or `mcp`; absent for an attempt that never went out (a discard).
+    pub via: Option<String>,
+    /// `acked`, `nacked`, `timeout`, `disconnected`, `redelivered` or `discarded`; null
+    /// while the attempt is out, awaiting its ack.
+    pub outcome: Option<String>,
+    /// When the outcome happened.
+    pub at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<HandlerResultView>,
+}
+
+impl AttemptView {
+    pub fn new(a: &AttemptRecord) -> Self {
+        Self {
+            attempt: a.attempt,
+            sent_at: a.sent_at.map(rfc3339),
+            via: a.via.clone(),
+            outcome: a.outcome.clone(),
+            at: a.at.map(rfc3339),
+            reason: a.reason.clone(),
+            result: a.result.map(|r| HandlerResultView {
+                status: r.status,
+                ms: r.ms,
+            }),
+        }
+    }
 }

@@ -5,8 +5,8 @@ use super::{
     input::{self, Object},
     resolve_agent,
     views::{
-        webhook_url, CreatedWebhook, Deactivated, DeliveryDetail, DeliveryPage, DeliveryView,
-        RotatedSecret, WebhookView,
+        webhook_url, AttemptView, CreatedWebhook, Deactivated, DeliveryDetail, DeliveryPage,
+        DeliveryView, RotatedSecret, WebhookView,
     },
     Hub,
 };
@@ -19,6 +19,7 @@ use crate::{
     },
     error::ApiError,
     service::Caller,
+    store::{ActivityFilter, DeliveryRecord},
 };
 
 /// Provider secrets are short strings (`whsec_…`, Slack's hex); this is generous.
@@ -26,7 +27,7 @@ pub const MAX_PROVIDER_SECRET: usize = 1024;
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 500;
 
-fn parse_webhook_id(s: &str) -> Result<WebhookId, ApiError> {
+pub(super) fn parse_webhook_id(s: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(s).ok_or(ApiError::NotFound)
 }
 
@@ -227,12 +228,52 @@ pub async fn deactivate(
     })
 }
 
-/// Query of the activity list: `limit`, `before` (a cursor), `status` (a filter).
+/// Query of the activity list: `limit`, `before` (a cursor), and filters: `status`,
+/// `event`, `since` and `until` (RFC 3339 receipt times), `q` (a delivery id or the
+/// provider's own delivery id).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivityQuery {
     pub limit: Option<String>,
     pub before: Option<String>,
     pub status: Option<String>,
+    pub event: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub q: Option<String>,
+}
+
+/// The longest event type or id a filter takes; longer ones match nothing anyway.
+const MAX_FILTER_TEXT: usize = 512;
+
+/// A filter's text value: absent or empty is no filter.
+pub(super) fn filter_text(
+    value: Option<&str>,
+    field: &'static str,
+) -> Result<Option<String>, ApiError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(s) if s.chars().count() > MAX_FILTER_TEXT => Err(ApiError::invalid(
+            field,
+            format!("`{field}` is longer than {MAX_FILTER_TEXT} characters"),
+        )),
+        Some(s) => Ok(Some(s.to_owned())),
+    }
+}
+
+/// A filter's time: RFC 3339, as the API writes times.
+pub(super) fn filter_time(
+    value: Option<&str>,
+    field: &'static str,
+) -> Result<Option<i64>, ApiError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(s) => clock::parse_rfc3339(s).map(Some).ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("`{field}` must be an RFC 3339 time, such as 2026-07-01T12:00:00Z"),
+            )
+        }),
+    }
 }
 
 pub async fn list_deliveries(
@@ -270,14 +311,21 @@ pub async fn list_deliveries(
         Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
             ApiError::invalid(
                 "status",
-                "`status` must be one of queued, sent, acked, rejected, duplicate, expired",
+                "`status` must be one of queued, sent, acked, rejected, duplicate, expired, failed",
             )
         })?),
+    };
+    let filter = ActivityFilter {
+        status,
+        event: filter_text(query.event.as_deref(), "event")?,
+        since: filter_time(query.since.as_deref(), "since")?,
+        until: filter_time(query.until.as_deref(), "until")?,
+        id: filter_text(query.q.as_deref(), "q")?,
     };
     // One more than asked tells whether there is a next page.
     let mut records = hub
         .store
-        .list_deliveries(&owner, &id, status, before.as_ref(), limit + 1)
+        .list_deliveries(&owner, &id, &filter, before.as_ref(), limit + 1)
         .await?;
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
@@ -302,7 +350,12 @@ pub async fn get_delivery(
     let owner = resolve_agent(hub, caller, agent_ref).await?;
     let webhook_id = parse_webhook_id(webhook_ref)?;
     let id = DeliveryId::parse(delivery_ref).ok_or(ApiError::NotFound)?;
-    let (record, headers, body) = hub
+    let DeliveryRecord {
+        record,
+        headers,
+        body,
+        history,
+    } = hub
         .store
         .get_delivery(&owner, &webhook_id, &id)
         .await?
@@ -316,6 +369,7 @@ pub async fn get_delivery(
         body: body.into_owned(),
         body_encoding,
         body_truncated,
+        history: history.iter().map(AttemptView::new).collect(),
     })
 }
 

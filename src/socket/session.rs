@@ -29,10 +29,10 @@ use crate::{
     clock,
     domain::{
         ids::{AgentId, DeliveryId},
-        PendingDelivery,
+        PendingDelivery, Via,
     },
     pipeline::registry::{Close, Push, Register, Unregister},
-    protocol::{self, AgentFrame},
+    protocol::{self, AgentFrame, ResultReport},
     signer::Signer,
     state::Hub,
     store::OwnedAgent,
@@ -96,6 +96,7 @@ impl AgentSession {
                 config.window as usize,
                 usize::try_from(config.window_bytes).unwrap_or(usize::MAX),
                 config.ack_timeout,
+                config.max_attempts,
             ),
             ack_timeout: config.ack_timeout,
             heartbeat: config.heartbeat,
@@ -174,7 +175,8 @@ impl AgentSession {
 
     /// Sends what the window has room for, then reads on if it asks to.
     fn fill_window(&mut self, ctx: &mut Context<Self>) {
-        let sends = self.window.take_sendable(Instant::now());
+        let sends = self.window.take_sendable(Instant::now(), clock::now_ms());
+        self.record_ends(ctx);
         if !self.send_all(&sends, ctx) {
             return;
         }
@@ -191,10 +193,23 @@ impl AgentSession {
             }
         }
         let ids = sends.iter().map(|s| s.delivery.id.clone()).collect();
-        if let Some(room) = self.hub.writer.sent(self.agent_id().clone(), ids) {
+        if let Some(room) = self
+            .hub
+            .writer
+            .sent(self.agent_id().clone(), Via::Socket, ids)
+        {
             ctx.wait(room.into_actor(self));
         }
         true
+    }
+
+    /// Hands the writer the attempts the window saw end unacked.
+    fn record_ends(&mut self, ctx: &mut Context<Self>) {
+        for end in self.window.take_ends() {
+            if let Some(room) = self.hub.writer.ended(self.agent_id().clone(), end) {
+                ctx.wait(room.into_actor(self));
+            }
+        }
     }
 
     /// Reads the next page of the queue from the store, if the window asks for one.
@@ -235,32 +250,100 @@ impl AgentSession {
     }
 
     fn on_push(&mut self, push: Push, ctx: &mut Context<Self>) {
+        self.window.settle(&push.settled);
         self.window.push(push.prev, push.deliveries);
+        // Deliveries queued again in bulk come as a position only: read them.
+        self.window.check_routed(self.routed());
         self.fill_window(ctx);
     }
 
-    fn on_ack(&mut self, delivery_id: &str, ctx: &mut Context<Self>) {
+    /// The frame's delivery id and handler result, checked; `None` after answering an
+    /// error frame.
+    fn read_settlement(
+        &mut self,
+        delivery_id: &str,
+        result: Option<ResultReport>,
+        ctx: &mut Context<Self>,
+    ) -> Option<(DeliveryId, Option<crate::domain::HandlerResult>)> {
         let Some(id) = DeliveryId::parse(delivery_id) else {
             let frame = protocol::error_frame("invalid_frame", "`deliveryId` is not a delivery id");
             self.send_encoded(frame, ctx);
+            return None;
+        };
+        let result = match result.map(ResultReport::checked) {
+            None => None,
+            Some(Some(r)) => Some(r),
+            Some(None) => {
+                let frame = protocol::error_frame(
+                    "invalid_frame",
+                    "`result.status` must be an HTTP status, 100 to 599",
+                );
+                self.send_encoded(frame, ctx);
+                return None;
+            }
+        };
+        Some((id, result))
+    }
+
+    fn on_ack(&mut self, delivery_id: &str, result: Option<ResultReport>, ctx: &mut Context<Self>) {
+        let Some((id, result)) = self.read_settlement(delivery_id, result, ctx) else {
             return;
         };
-        self.window.ack(&id);
-        if let Some(room) = self.hub.writer.ack(self.agent_id().clone(), id) {
+        if let Some(attempt) = self.window.ack(&id) {
+            self.hub.metrics.attempts_per_ack.observe(attempt as f64);
+        }
+        if let Some(room) = self.hub.writer.ack(self.agent_id().clone(), id, result) {
             // Nothing more from this socket until the writer has room for it.
             ctx.wait(room.into_actor(self));
         }
         self.fill_window(ctx);
     }
 
+    fn on_nack(
+        &mut self,
+        delivery_id: &str,
+        requeue: bool,
+        reason: Option<String>,
+        result: Option<ResultReport>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some((id, result)) = self.read_settlement(delivery_id, result, ctx) else {
+            return;
+        };
+        let reason = reason.map(|r| r.chars().take(protocol::MAX_NACK_REASON).collect());
+        let end = self.window.nack(
+            &id,
+            requeue,
+            reason,
+            result,
+            Instant::now(),
+            clock::now_ms(),
+        );
+        if let Some(end) = end {
+            if let Some(room) = self.hub.writer.ended(self.agent_id().clone(), end) {
+                ctx.wait(room.into_actor(self));
+            }
+        }
+        self.fill_window(ctx);
+    }
+
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         match serde_json::from_str::<AgentFrame>(text) {
-            Ok(AgentFrame::Ack { delivery_id }) => self.on_ack(&delivery_id, ctx),
+            Ok(AgentFrame::Ack {
+                delivery_id,
+                result,
+            }) => self.on_ack(&delivery_id, result, ctx),
+            Ok(AgentFrame::Nack {
+                delivery_id,
+                requeue,
+                reason,
+                result,
+            }) => self.on_nack(&delivery_id, requeue, reason, result, ctx),
             Ok(AgentFrame::Call { id, tool, args }) => self.on_call(id, tool, args, ctx),
             Err(e) => {
                 let frame = protocol::error_frame(
                     "invalid_frame",
-                    &format!("expected an `ack` or `call` frame: {e}"),
+                    &format!("expected an `ack`, `nack` or `call` frame: {e}"),
                 );
                 self.send_encoded(frame, ctx);
             }
@@ -362,7 +445,8 @@ impl AgentSession {
                 return;
             }
         }
-        let due = self.window.take_due(now);
+        let due = self.window.take_due(now, clock::now_ms());
+        self.record_ends(ctx);
         if !self.send_all(&due, ctx) {
             return;
         }
@@ -417,6 +501,12 @@ impl Actor for AgentSession {
             });
         }
         tracing::info!(agent_id = %self.agent_id(), unacked = self.window.unacked(), "agent disconnected");
+        for end in self.window.disconnected(clock::now_ms()) {
+            if let Some(room) = self.hub.writer.ended(self.agent_id().clone(), end) {
+                // The actor is gone; the wait (which holds the record) outlives it.
+                actix::spawn(room);
+            }
+        }
         self.hub.writer.seen(self.agent_id().clone());
     }
 }

@@ -16,7 +16,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::domain::{ids::DeliveryId, PendingDelivery};
+use crate::domain::{
+    ids::DeliveryId, out_of_attempts, AttemptEnd, AttemptOutcome, FailReason, HandlerResult,
+    PendingDelivery, Via,
+};
+
+/// The wait before a delivery nacked with requeue goes again: a second after the first
+/// attempt, doubling with each attempt, at most a minute.
+pub fn nack_backoff(attempt: i64) -> Duration {
+    let doublings = u32::try_from(attempt.saturating_sub(1).clamp(0, 6)).unwrap_or(6);
+    (Duration::from_secs(1) * 2u32.pow(doublings)).min(Duration::from_secs(60))
+}
 
 /// A read of the queue the window asks for: deliveries after `after`, at most `limit` of
 /// them and `max_bytes` of bodies, the first one whatever its size if `first_always`.
@@ -48,6 +58,28 @@ struct InFlight {
     delivery: Arc<PendingDelivery>,
     attempt: i64,
     sent_at: Instant,
+    /// Wall-clock ms of the send, for the history.
+    sent_ms: i64,
+    /// Nacked with requeue: goes again at this time, not at the ack timeout.
+    retry_at: Option<Instant>,
+}
+
+impl InFlight {
+    fn end(&self, outcome: AttemptOutcome, at: i64, max_attempts: u32) -> AttemptEnd {
+        let d = &self.delivery;
+        AttemptEnd {
+            id: d.id.clone(),
+            attempt: Some(self.attempt),
+            via: Via::Socket,
+            sent_at: Some(self.sent_ms),
+            outcome,
+            at,
+            reason: None,
+            result: None,
+            fail: out_of_attempts(self.attempt, d.attempt_base, max_attempts)
+                .then_some(FailReason::MaxAttempts(i64::from(max_attempts))),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -73,11 +105,16 @@ pub struct Window {
     needs_room: bool,
     in_flight: HashMap<DeliveryId, InFlight>,
     in_flight_bytes: usize,
+    /// Sends without an ack before a delivery is given up on; 0: no limit.
+    max_attempts: u32,
+    /// Attempts that ended unacked, for the session to record: taken by
+    /// [`Window::take_ends`].
+    ends: Vec<AttemptEnd>,
 }
 
 impl Window {
     /// An empty window that reads nothing until [`Window::start`].
-    pub fn new(most: usize, most_bytes: usize, ack_timeout: Duration) -> Self {
+    pub fn new(most: usize, most_bytes: usize, ack_timeout: Duration, max_attempts: u32) -> Self {
         Self {
             most: most.max(1),
             most_bytes,
@@ -90,7 +127,14 @@ impl Window {
             needs_room: false,
             in_flight: HashMap::new(),
             in_flight_bytes: 0,
+            max_attempts,
+            ends: Vec::new(),
         }
+    }
+
+    /// The attempts that ended unacked since the last call, oldest first.
+    pub fn take_ends(&mut self) -> Vec<AttemptEnd> {
+        std::mem::take(&mut self.ends)
     }
 
     /// Reads may begin: the session is registered, so every commit from now on is pushed
@@ -187,10 +231,17 @@ impl Window {
         }
     }
 
-    /// The agent acked `id`. Acks of deliveries sent on an earlier connection count too:
-    /// they may be in the buffer, read again from the store.
-    pub fn ack(&mut self, id: &DeliveryId) {
-        if let Some(f) = self.in_flight.remove(id) {
+    /// The agent acked `id`; the attempt acked, if it was in flight here. Acks of
+    /// deliveries sent on an earlier connection count too: they may be in the buffer,
+    /// read again from the store.
+    pub fn ack(&mut self, id: &DeliveryId) -> Option<i64> {
+        self.forget(id).map(|f| f.attempt)
+    }
+
+    /// Stops holding `id` (acked, or no longer pending): what was in flight of it.
+    fn forget(&mut self, id: &DeliveryId) -> Option<InFlight> {
+        let f = self.in_flight.remove(id);
+        if let Some(f) = &f {
             self.in_flight_bytes -= f.delivery.body.len();
         }
         if let Some(i) = self.buffered.iter().position(|d| d.id == *id) {
@@ -199,11 +250,87 @@ impl Window {
                 self.needs_room = false;
             }
         }
+        f
+    }
+
+    /// Deliveries given up on elsewhere (discarded): never sent again from here.
+    pub fn settle(&mut self, ids: &[DeliveryId]) {
+        for id in ids {
+            self.forget(id);
+        }
+    }
+
+    /// The agent nacked `id`. With `requeue` it goes again after [`nack_backoff`], unless
+    /// that was its last attempt; without, it is given up on at once. A nack of a delivery
+    /// not in flight here gives it up all the same when it says so, and is otherwise moot:
+    /// the delivery is pending and will be sent.
+    pub fn nack(
+        &mut self,
+        id: &DeliveryId,
+        requeue: bool,
+        reason: Option<String>,
+        result: Option<HandlerResult>,
+        now: Instant,
+        at: i64,
+    ) -> Option<AttemptEnd> {
+        let Some(f) = self.in_flight.get_mut(id) else {
+            if requeue {
+                return None;
+            }
+            self.forget(id);
+            return Some(AttemptEnd {
+                id: id.clone(),
+                attempt: None,
+                via: Via::Socket,
+                sent_at: None,
+                outcome: AttemptOutcome::Nacked,
+                at,
+                reason,
+                result,
+                fail: Some(FailReason::Nacked),
+            });
+        };
+        let mut end = f.end(AttemptOutcome::Nacked, at, self.max_attempts);
+        end.reason = reason;
+        end.result = result;
+        if !requeue {
+            end.fail = Some(FailReason::Nacked);
+        }
+        if end.fail.is_some() {
+            self.forget(id);
+        } else {
+            f.retry_at = Some(now + nack_backoff(f.attempt));
+        }
+        Some(end)
+    }
+
+    /// The socket has ended: every attempt in flight ends unacked, and those that were
+    /// the last allowed give their deliveries up.
+    pub fn disconnected(&mut self, at: i64) -> Vec<AttemptEnd> {
+        let mut flights: Vec<&InFlight> = self.in_flight.values().collect();
+        flights.sort_unstable_by_key(|f| f.delivery.queue_seq);
+        let ends = flights
+            .into_iter()
+            .map(|f| f.end(AttemptOutcome::Disconnected, at, self.max_attempts))
+            .collect();
+        self.in_flight.clear();
+        self.in_flight_bytes = 0;
+        ends
+    }
+
+    /// When the next resend is due: the earliest ack timeout or nack backoff in flight.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.in_flight
+            .values()
+            .map(|f| f.retry_at.unwrap_or(f.sent_at + self.ack_timeout))
+            .min()
     }
 
     /// Moves buffered deliveries into the window, in order, as far as its count and its
-    /// bytes allow: each is to be sent now, and counts as sent at `now`.
-    pub fn take_sendable(&mut self, now: Instant) -> Vec<Send> {
+    /// bytes allow: each is to be sent now, and counts as sent at `now` (`at` on the
+    /// wall clock). One already handed out as often as allowed (its last attempt's end
+    /// went unrecorded: the hub stopped abruptly) is given up on instead.
+    pub fn take_sendable(&mut self, now: Instant, at: i64) -> Vec<Send> {
         let mut sends = Vec::new();
         while self.in_flight.len() < self.most {
             let Some(next) = self.buffered.front() else {
@@ -216,8 +343,22 @@ impl Window {
                 break;
             };
             self.buffered_bytes -= d.body.len();
-            self.in_flight_bytes += d.body.len();
             self.needs_room = false;
+            if out_of_attempts(d.attempts, d.attempt_base, self.max_attempts) {
+                self.ends.push(AttemptEnd {
+                    id: d.id.clone(),
+                    attempt: Some(d.attempts),
+                    via: Via::Socket,
+                    sent_at: None,
+                    outcome: AttemptOutcome::Disconnected,
+                    at,
+                    reason: None,
+                    result: None,
+                    fail: Some(FailReason::MaxAttempts(i64::from(self.max_attempts))),
+                });
+                continue;
+            }
+            self.in_flight_bytes += d.body.len();
             let attempt = d.attempts + 1;
             sends.push(Send {
                 delivery: d.clone(),
@@ -229,32 +370,54 @@ impl Window {
                     delivery: d,
                     attempt,
                     sent_at: now,
+                    sent_ms: at,
+                    retry_at: None,
                 },
             );
         }
         sends
     }
 
-    /// Deliveries unacked for the ack timeout, in queue order, to be sent again now.
-    pub fn take_due(&mut self, now: Instant) -> Vec<Send> {
+    /// Deliveries to be sent again now, in queue order: those unacked for the ack timeout
+    /// (an attempt that ends: see [`Window::take_ends`]; the last one allowed gives its
+    /// delivery up instead) and those nacked with requeue whose backoff is over.
+    pub fn take_due(&mut self, now: Instant, at: i64) -> Vec<Send> {
         let mut due: Vec<_> = self
             .in_flight
             .values()
-            .filter(|f| now.duration_since(f.sent_at) >= self.ack_timeout)
+            .filter(|f| match f.retry_at {
+                Some(retry_at) => now >= retry_at,
+                None => now.duration_since(f.sent_at) >= self.ack_timeout,
+            })
             .map(|f| (f.delivery.queue_seq, f.delivery.id.clone()))
             .collect();
         due.sort_unstable();
-        due.into_iter()
-            .filter_map(|(_, id)| {
-                let f = self.in_flight.get_mut(&id)?;
-                f.attempt += 1;
-                f.sent_at = now;
-                Some(Send {
-                    delivery: f.delivery.clone(),
-                    attempt: f.attempt,
-                })
-            })
-            .collect()
+        let mut sends = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            let Some(f) = self.in_flight.get_mut(&id) else {
+                continue;
+            };
+            if f.retry_at.take().is_none() {
+                let end = f.end(AttemptOutcome::Timeout, at, self.max_attempts);
+                let give_up = end.fail.is_some();
+                self.ends.push(end);
+                if give_up {
+                    self.forget(&id);
+                    continue;
+                }
+            }
+            let Some(f) = self.in_flight.get_mut(&id) else {
+                continue;
+            };
+            f.attempt += 1;
+            f.sent_at = now;
+            f.sent_ms = at;
+            sends.push(Send {
+                delivery: f.delivery.clone(),
+                attempt: f.attempt,
+            });
+        }
+        sends
     }
 
     /// The registry has routed up to `routed`: if that is past what the window holds while
@@ -292,6 +455,7 @@ mod tests {
             received_at: 0,
             verified: true,
             attempts: 0,
+            attempt_base: 0,
             headers: "{}".to_owned(),
             body: Bytes::from(vec![b'x'; size]),
             secrets: Arc::new(SealedSecrets {
@@ -309,7 +473,7 @@ mod tests {
 
     /// A window past its first read of an empty queue: in sync, nothing held.
     fn in_sync_window(most: usize, most_bytes: usize) -> Window {
-        let mut w = Window::new(most, most_bytes, TIMEOUT);
+        let mut w = Window::new(most, most_bytes, TIMEOUT, 0);
         w.start();
         assert!(w.next_read().is_some());
         w.read_done(
@@ -324,7 +488,7 @@ mod tests {
 
     #[test]
     fn reads_nothing_until_started() {
-        let mut w = Window::new(4, 1 << 20, TIMEOUT);
+        let mut w = Window::new(4, 1 << 20, TIMEOUT, 0);
         assert_eq!(w.next_read(), None);
         w.start();
         let read = w.next_read().unwrap();
@@ -335,7 +499,7 @@ mod tests {
 
     #[test]
     fn the_backlog_then_live_pushes_without_gap_or_duplicate() {
-        let mut w = Window::new(10, 1 << 20, TIMEOUT);
+        let mut w = Window::new(10, 1 << 20, TIMEOUT, 0);
         w.start();
         w.next_read().unwrap();
         let page = Page {
@@ -346,7 +510,7 @@ mod tests {
         w.read_done(Some(page), 4);
         // The push carrying 4 arrives; the window is not in sync, so it reads instead.
         w.push(3, vec![Arc::new(delivery(4, 10))]);
-        assert_eq!(seqs(&w.take_sendable(Instant::now())), [1, 2, 3]);
+        assert_eq!(seqs(&w.take_sendable(Instant::now(), 0)), [1, 2, 3]);
         let read = w.next_read().unwrap();
         assert_eq!(read.after, 3);
         w.read_done(
@@ -365,7 +529,7 @@ mod tests {
             6,
             vec![Arc::new(delivery(6, 10)), Arc::new(delivery(7, 10))],
         );
-        assert_eq!(seqs(&w.take_sendable(Instant::now())), [4, 5, 6, 7]);
+        assert_eq!(seqs(&w.take_sendable(Instant::now(), 0)), [4, 5, 6, 7]);
         assert_eq!(w.next_read(), None);
     }
 
@@ -375,7 +539,7 @@ mod tests {
         w.push(0, vec![Arc::new(delivery(1, 1))]);
         // The push carrying 2 was dropped; the one carrying 3 says it came after 2.
         w.push(2, vec![Arc::new(delivery(3, 1))]);
-        assert_eq!(seqs(&w.take_sendable(Instant::now())), [1]);
+        assert_eq!(seqs(&w.take_sendable(Instant::now(), 0)), [1]);
         assert_eq!(w.next_read().unwrap().after, 1);
     }
 
@@ -395,13 +559,13 @@ mod tests {
         w.push(0, pushed);
         // Two windows buffered; the rest is left for a read.
         assert_eq!(w.next_read(), None);
-        let sent = w.take_sendable(Instant::now());
+        let sent = w.take_sendable(Instant::now(), 0);
         assert_eq!(seqs(&sent), [1, 2]);
         assert_eq!(w.next_read(), None, "the buffer still holds two");
         for s in &sent {
             w.ack(&s.delivery.id);
         }
-        assert_eq!(seqs(&w.take_sendable(Instant::now())), [3, 4]);
+        assert_eq!(seqs(&w.take_sendable(Instant::now(), 0)), [3, 4]);
         assert_eq!(w.next_read().unwrap().after, 4);
     }
 
@@ -414,7 +578,7 @@ mod tests {
         );
         let now = Instant::now();
         assert_eq!(
-            seqs(&w.take_sendable(now)),
+            seqs(&w.take_sendable(now, 0)),
             [1],
             "alone, though past the bytes"
         );
@@ -429,15 +593,15 @@ mod tests {
             }),
             2,
         );
-        assert!(w.take_sendable(now).is_empty());
+        assert!(w.take_sendable(now, 0).is_empty());
         let first = w.in_flight.values().next().unwrap().delivery.id.clone();
         w.ack(&first);
-        assert_eq!(seqs(&w.take_sendable(now)), [2]);
+        assert_eq!(seqs(&w.take_sendable(now, 0)), [2]);
     }
 
     #[test]
     fn a_read_that_finds_no_room_waits_for_the_window_to_drain() {
-        let mut w = Window::new(2, 100, TIMEOUT);
+        let mut w = Window::new(2, 100, TIMEOUT, 0);
         w.start();
         w.next_read().unwrap();
         w.read_done(
@@ -447,7 +611,7 @@ mod tests {
             }),
             0,
         );
-        assert_eq!(seqs(&w.take_sendable(Instant::now())), [1]);
+        assert_eq!(seqs(&w.take_sendable(Instant::now(), 0)), [1]);
         let read = w.next_read().unwrap();
         assert_eq!(
             (read.after, read.max_bytes, read.first_always),
@@ -461,7 +625,7 @@ mod tests {
             0,
         );
         // 50 + 60 bytes do not fit the window: the second waits in the buffer.
-        assert!(w.take_sendable(Instant::now()).is_empty());
+        assert!(w.take_sendable(Instant::now(), 0).is_empty());
         let read = w.next_read().unwrap();
         assert_eq!(
             (read.after, read.max_bytes, read.first_always),
@@ -478,7 +642,7 @@ mod tests {
         assert_eq!(w.next_read(), None);
         let id = w.in_flight.values().next().unwrap().delivery.id.clone();
         w.ack(&id);
-        assert_eq!(seqs(&w.take_sendable(Instant::now())), [2]);
+        assert_eq!(seqs(&w.take_sendable(Instant::now(), 0)), [2]);
         assert!(w.next_read().is_some());
     }
 
@@ -489,11 +653,11 @@ mod tests {
         old.attempts = 2;
         w.push(0, vec![Arc::new(old), Arc::new(delivery(2, 1))]);
         let sent_at = Instant::now();
-        let sent = w.take_sendable(sent_at);
+        let sent = w.take_sendable(sent_at, 0);
         assert_eq!(sent.iter().map(|s| s.attempt).collect::<Vec<_>>(), [3, 1]);
-        assert!(w.take_due(sent_at + TIMEOUT / 2).is_empty());
+        assert!(w.take_due(sent_at + TIMEOUT / 2, 0).is_empty());
         w.ack(&sent[1].delivery.id);
-        let again = w.take_due(sent_at + TIMEOUT);
+        let again = w.take_due(sent_at + TIMEOUT, 0);
         assert_eq!((seqs(&again), again[0].attempt), (vec![1], 4));
         assert_eq!(w.unacked(), 1);
     }
@@ -503,11 +667,11 @@ mod tests {
         let mut w = in_sync_window(1, 1 << 20);
         let (a, b) = (Arc::new(delivery(1, 1)), Arc::new(delivery(2, 1)));
         w.push(0, vec![a.clone(), b.clone()]);
-        assert_eq!(seqs(&w.take_sendable(Instant::now())), [1]);
+        assert_eq!(seqs(&w.take_sendable(Instant::now(), 0)), [1]);
         // Acked from an earlier connection before this one sent it.
         w.ack(&b.id);
         w.ack(&a.id);
-        assert!(w.take_sendable(Instant::now()).is_empty());
+        assert!(w.take_sendable(Instant::now(), 0).is_empty());
         assert!(w.is_quiet(2));
     }
 
@@ -543,13 +707,13 @@ mod tests {
         ) {
             let mut queue: BTreeMap<i64, PendingDelivery> = BTreeMap::new();
             let mut routed = 0i64;
-            let mut w = Window::new(most, 1 << 20, TIMEOUT);
+            let mut w = Window::new(most, 1 << 20, TIMEOUT, 0);
             w.start();
             let mut pending_read: Option<Read> = None;
             let mut sent: Vec<i64> = Vec::new();
             let now = Instant::now();
             let run = |w: &mut Window, pending_read: &mut Option<Read>, sent: &mut Vec<i64>| {
-                sent.extend(seqs(&w.take_sendable(now)));
+                sent.extend(seqs(&w.take_sendable(now, 0)));
                 if pending_read.is_none() {
                     *pending_read = w.next_read();
                 }

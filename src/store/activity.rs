@@ -3,11 +3,36 @@
 
 use sqlx::{sqlite::SqliteRow, Row};
 
-use super::{OwnedAgent, Store, StoreError};
+use super::{
+    attempts::{handler_result, AttemptRecord, LastAttempt},
+    OwnedAgent, Store, StoreError,
+};
 use crate::domain::{
     ids::{DeliveryId, WebhookId},
     DeliveryStatus,
 };
+
+/// Which of a webhook's deliveries the activity list shows; every field narrows it.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityFilter {
+    pub status: Option<DeliveryStatus>,
+    pub event: Option<String>,
+    /// Received at or after, ms.
+    pub since: Option<i64>,
+    /// Received before, ms.
+    pub until: Option<i64>,
+    /// A delivery id, or the provider's own delivery id.
+    pub id: Option<String>,
+}
+
+/// One delivery with its headers, body and attempt history.
+#[derive(Clone, Debug)]
+pub struct DeliveryRecord {
+    pub record: ActivityRecord,
+    pub headers: String,
+    pub body: Vec<u8>,
+    pub history: Vec<AttemptRecord>,
+}
 
 /// A delivery as the activity list shows it.
 #[derive(Clone, Debug)]
@@ -54,7 +79,7 @@ impl Store {
         &self,
         owner: &OwnedAgent,
         webhook_id: &WebhookId,
-        status: Option<DeliveryStatus>,
+        filter: &ActivityFilter,
         before: Option<&DeliveryId>,
         limit: u32,
     ) -> Result<Vec<ActivityRecord>, StoreError> {
@@ -63,27 +88,34 @@ impl Store {
              WHERE webhook_id = ?1 AND agent_id = ?2
                AND (?3 IS NULL OR status = ?3)
                AND (?4 IS NULL OR seq < (SELECT seq FROM deliveries WHERE id = ?4 AND webhook_id = ?1))
+               AND (?6 IS NULL OR event = ?6)
+               AND received_at >= ?7 AND received_at < ?8
+               AND (?9 IS NULL OR id = ?9 OR provider_delivery_id = ?9)
              ORDER BY seq DESC LIMIT ?5"
         ))
         .bind(webhook_id.as_str())
         .bind(owner.id().as_str())
-        .bind(status.map(DeliveryStatus::as_str))
+        .bind(filter.status.map(DeliveryStatus::as_str))
         .bind(before.map(DeliveryId::as_str))
         .bind(limit)
+        .bind(filter.event.as_deref())
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(filter.id.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(activity_from_row).collect()
     }
 
-    /// One delivery with its headers and body.
+    /// One delivery with its headers, body and attempt history.
     pub async fn get_delivery(
         &self,
         owner: &OwnedAgent,
         webhook_id: &WebhookId,
         id: &DeliveryId,
-    ) -> Result<Option<(ActivityRecord, String, Vec<u8>)>, StoreError> {
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {ACTIVITY_COLUMNS}, p.headers, p.body
+            "SELECT {ACTIVITY_COLUMNS}, seq, sent_via, result_status, result_ms, p.headers, p.body
              FROM deliveries JOIN delivery_payloads p USING (seq)
              WHERE id = ? AND webhook_id = ? AND agent_id = ?"
         ))
@@ -92,13 +124,24 @@ impl Store {
         .bind(owner.id().as_str())
         .fetch_optional(&self.pool)
         .await?;
-        match row {
-            Some(r) => Ok(Some((
-                activity_from_row(&r)?,
-                r.get("headers"),
-                r.get("body"),
-            ))),
-            None => Ok(None),
-        }
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let record = activity_from_row(&r)?;
+        let last = LastAttempt {
+            status: record.status,
+            attempts: record.attempts,
+            sent_at: record.sent_at,
+            via: r.get("sent_via"),
+            acked_at: record.acked_at,
+            result: handler_result(r.get("result_status"), r.get("result_ms")),
+        };
+        let history = self.history(r.get("seq"), last).await?;
+        Ok(Some(DeliveryRecord {
+            record,
+            headers: r.get("headers"),
+            body: r.get("body"),
+            history,
+        }))
     }
 }

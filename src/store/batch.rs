@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use sqlx::{Row, SqliteConnection};
 
 use super::{
+    attempts::{self, Failed},
     dedupe, json_text,
     queue::{count_pending, pending_from_row, PENDING_SELECT},
     BatchWriter, OwnedAgent, StoreError,
 };
 use crate::domain::{
     ids::{AgentId, DeliveryId, WebhookId},
-    BodyCut, DeliveryStatus, NewDelivery, PendingDelivery,
+    AttemptEnd, BodyCut, DeliveryStatus, DiscardOutcome, HandlerResult, NewDelivery,
+    PendingDelivery, RedeliverFilter, Via,
 };
 
 /// The highest `seq` and `queue_seq` so far: the writer numbers new rows after them.
@@ -99,11 +101,12 @@ pub struct InsertRow<'a> {
 pub struct BatchWrites<'a> {
     /// In receipt order.
     pub rows: &'a [InsertRow<'a>],
-    /// One entry per send, with the agent it went to: a delivery sent twice before the
-    /// commit counts two attempts.
-    pub sent: &'a [(AgentId, DeliveryId)],
-    /// Each ack with the agent that sent it; an agent acks only its own deliveries.
-    pub acks: &'a [(AgentId, DeliveryId)],
+    /// One entry per send, with the agent it went to and how: a delivery sent twice
+    /// before the commit counts two attempts.
+    pub sent: &'a [(AgentId, Via, DeliveryId)],
+    /// Each ack with the agent that sent it and what its handler answered, if it said; an
+    /// agent acks only its own deliveries.
+    pub acks: &'a [(AgentId, DeliveryId, Option<HandlerResult>)],
     /// Agents seen (connected or disconnected), with when: `[agent, at]`.
     pub seen: &'a [(AgentId, i64)],
     pub at: i64,
@@ -122,22 +125,28 @@ const INSERT_SIZES: [usize; 3] = [32, 8, 1];
 // The statements below are joined into one text per round trip, so they take plain `?`
 // parameters only: sqlx binds those in order across the statements of a text, while a
 // numbered `?N` would count from the text's first statement.
+/// Sends of one count, `[id, via]`.
 const MARK_SENT: &str =
-    "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + ?
-    WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('queued', 'sent')";
+    "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + ?, sent_via = s.via
+    FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS via FROM json_each(?)) AS s
+    WHERE deliveries.id = s.id AND deliveries.status IN ('queued', 'sent')";
 /// The batch's dedupe keys, `[key, seq]` ([`dedupe`]). A key already there (the same
 /// hash, almost never) keeps its first delivery.
 const INSERT_KEYS: &str = "INSERT OR IGNORE INTO delivery_dedupe (key, seq)
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)";
-/// Every ack of the batch, whichever agent's, in one statement: `[id, agent, sends]`,
-/// where `sends` counts the sends of this same batch, recorded here instead of by
-/// [`MARK_SENT`] so that a delivery sent and acked between two commits (most of them, in
-/// a backlog flush) is written once. Each ack reaches only its own agent's delivery.
+/// Every ack of the batch, whichever agent's, in one statement: `[id, agent, sends, via,
+/// result status, result ms]`, where `sends` counts the sends of this same batch (made
+/// `via`), recorded here instead of by [`MARK_SENT`] so that a delivery sent and acked
+/// between two commits (most of them, in a backlog flush) is written once. Each ack
+/// reaches only its own agent's delivery.
 const ACK: &str = "UPDATE deliveries SET status = 'acked', acked_at = ?,
         sent_at = CASE WHEN a.sends > 0 THEN ? ELSE sent_at END,
-        attempts = attempts + a.sends
-    FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS agent_id,
-                 json_extract(value, '$[2]') AS sends
+        sent_via = CASE WHEN a.sends > 0 THEN a.via ELSE sent_via END,
+        attempts = attempts + a.sends,
+        result_status = a.result_status, result_ms = a.result_ms
+    FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS agent_id, value ->> '$[2]' AS sends,
+                 value ->> '$[3]' AS via, value ->> '$[4]' AS result_status,
+                 value ->> '$[5]' AS result_ms
           FROM json_each(?)) AS a
     WHERE deliveries.id = a.id AND deliveries.agent_id = a.agent_id
       AND deliveries.status IN ('queued', 'sent')";
@@ -177,39 +186,58 @@ async fn write_batch(
             .await?;
     }
 
-    let mut sends: HashMap<&str, (&str, i64)> = HashMap::new();
-    for (agent, id) in w.sent {
-        sends.entry(id.as_str()).or_insert((agent.as_str(), 0)).1 += 1;
+    let mut sends: HashMap<&str, (&str, &str, i64)> = HashMap::new();
+    for (agent, via, id) in w.sent {
+        let entry = sends
+            .entry(id.as_str())
+            .or_insert((agent.as_str(), via.as_str(), 0));
+        entry.1 = via.as_str();
+        entry.2 += 1;
     }
     // Each ack once, taking over the sends of its delivery made to the same agent.
-    let mut acks: Vec<(&str, &str, i64)> = Vec::with_capacity(w.acks.len());
+    type Ack<'a> = (
+        &'a str,
+        &'a str,
+        i64,
+        Option<&'a str>,
+        Option<u16>,
+        Option<u64>,
+    );
+    let mut acks: Vec<Ack> = Vec::with_capacity(w.acks.len());
     let mut seen = std::collections::HashSet::new();
-    for (agent, id) in w.acks {
+    for (agent, id, result) in w.acks {
         let (id, agent) = (id.as_str(), agent.as_str());
         if !seen.insert((id, agent)) {
             continue;
         }
-        let sends_now = match sends.get(id) {
-            Some(&(to, n)) if to == agent => {
+        let (sends_now, via) = match sends.get(id) {
+            Some(&(to, via, n)) if to == agent => {
                 sends.remove(id);
-                n
+                (n, Some(via))
             }
-            _ => 0,
+            _ => (0, None),
         };
-        acks.push((id, agent, sends_now));
+        acks.push((
+            id,
+            agent,
+            sends_now,
+            via,
+            result.map(|r| r.status),
+            result.map(|r| r.ms),
+        ));
     }
     // A delivery sent more than once since the last commit is rare: a statement of its own
     // per count keeps the common case (one send each) in the last round trip.
-    let mut by_count: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
-    for (id, (_, n)) in sends {
-        by_count.entry(n).or_default().push(id);
+    let mut by_count: std::collections::BTreeMap<i64, Vec<(&str, &str)>> = Default::default();
+    for (id, (_, via, n)) in sends {
+        by_count.entry(n).or_default().push((id, via));
     }
     let sent_once = by_count.remove(&1).unwrap_or_default();
     for (n, ids) in by_count {
         sqlx::query(MARK_SENT)
             .bind(w.at)
             .bind(n)
-            .bind(id_array(ids.into_iter())?)
+            .bind(json_text("a batch's sends", &ids)?)
             .execute(&mut *conn)
             .await?;
     }
@@ -253,7 +281,7 @@ async fn write_batch(
         .bind(json_text("the batch's dedupe keys", &keys)?)
         .bind(w.at)
         .bind(1_i64)
-        .bind(id_array(sent_once.into_iter())?)
+        .bind(json_text("a batch's sends", &sent_once)?)
         .bind(acks.clone())
         .bind(w.at)
         .bind(w.at)
@@ -334,17 +362,10 @@ async fn prune_rejected(
     Ok(done.rows_affected())
 }
 
-/// A JSON array of ids, bound as one parameter and read with `json_each`: one statement
-/// text for any number of ids, so it is prepared once and cached.
-fn id_array<'a>(ids: impl Iterator<Item = &'a str>) -> Result<String, StoreError> {
-    let ids: Vec<&str> = ids.collect();
-    json_text("a batch's ids", &ids)
-}
-
 /// What [`BatchWriter::requeue`] did.
 pub enum Requeued {
     Queued {
-        pending: PendingDelivery,
+        pending: Box<PendingDelivery>,
         /// It was pending already, so the backlog did not grow.
         was_pending: bool,
     },
@@ -354,8 +375,9 @@ pub enum Requeued {
     NotFound,
 }
 
-/// Puts a delivery back at the end of its agent's queue. Without `room` in the backlog,
-/// only one already pending is: moving it adds nothing.
+/// Puts a delivery back at the end of its agent's queue, its last attempt closed in the
+/// history. Without `room` in the backlog, only one already pending is: moving it adds
+/// nothing.
 async fn requeue(
     conn: &mut SqliteConnection,
     owner: &OwnedAgent,
@@ -363,16 +385,17 @@ async fn requeue(
     id: &DeliveryId,
     queue_seq: i64,
     room: bool,
+    at: i64,
 ) -> Result<Requeued, StoreError> {
-    let was: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM deliveries WHERE id = ? AND webhook_id = ? AND agent_id = ?",
+    let was: Option<(i64, String)> = sqlx::query_as(
+        "SELECT seq, status FROM deliveries WHERE id = ? AND webhook_id = ? AND agent_id = ?",
     )
     .bind(id.as_str())
     .bind(webhook_id.as_str())
     .bind(owner.id().as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(was) = was.as_deref().and_then(DeliveryStatus::parse) else {
+    let Some((seq, Some(was))) = was.map(|(seq, st)| (seq, DeliveryStatus::parse(&st))) else {
         return Ok(Requeued::NotFound);
     };
     if matches!(was, DeliveryStatus::Rejected | DeliveryStatus::Duplicate) {
@@ -382,17 +405,22 @@ async fn requeue(
     if !room && !was_pending {
         return Ok(Requeued::NoRoom);
     }
-    sqlx::query("UPDATE deliveries SET status = 'queued', queue_seq = ? WHERE id = ?")
-        .bind(queue_seq)
-        .bind(id.as_str())
-        .execute(&mut *conn)
-        .await?;
+    attempts::close_for_redeliver(conn, seq, at).await?;
+    sqlx::query(
+        "UPDATE deliveries SET status = 'queued', queue_seq = ?, reason = NULL,
+             result_status = NULL, result_ms = NULL, attempt_base = attempts
+         WHERE seq = ?",
+    )
+    .bind(queue_seq)
+    .bind(seq)
+    .execute(&mut *conn)
+    .await?;
     let row = sqlx::query(&format!("{PENDING_SELECT} WHERE d.id = ?"))
         .bind(id.as_str())
         .fetch_one(&mut *conn)
         .await?;
     Ok(Requeued::Queued {
-        pending: pending_from_row(&row)?,
+        pending: Box::new(pending_from_row(&row)?),
         was_pending,
     })
 }
@@ -500,8 +528,45 @@ impl BatchWriter for SqliteBatch {
         id: &DeliveryId,
         queue_seq: i64,
         room: bool,
+        at: i64,
     ) -> Result<Requeued, StoreError> {
-        requeue(&mut self.conn, owner, webhook_id, id, queue_seq, room).await
+        requeue(&mut self.conn, owner, webhook_id, id, queue_seq, room, at).await
+    }
+
+    async fn end_attempts(
+        &mut self,
+        ends: &[(AgentId, AttemptEnd)],
+    ) -> Result<Vec<Failed>, StoreError> {
+        attempts::end_attempts(&mut self.conn, ends).await
+    }
+
+    async fn discard(
+        &mut self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        id: &DeliveryId,
+        at: i64,
+    ) -> Result<(DiscardOutcome, i64), StoreError> {
+        attempts::discard(&mut self.conn, owner, webhook_id, id, at).await
+    }
+
+    async fn count_matching(
+        &mut self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        filter: &RedeliverFilter,
+    ) -> Result<(u64, i64), StoreError> {
+        attempts::count_matching(&mut self.conn, owner, webhook_id, filter).await
+    }
+
+    async fn requeue_matching(
+        &mut self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        filter: &RedeliverFilter,
+        first_queue_seq: i64,
+    ) -> Result<u64, StoreError> {
+        attempts::requeue_matching(&mut self.conn, owner, webhook_id, filter, first_queue_seq).await
     }
 
     async fn apply_retention(
@@ -546,9 +611,5 @@ mod tests {
             Err(StoreError::Encode { what, .. }) => assert_eq!(what, "the batch's acks"),
             other => panic!("expected an encode error, got {other:?}"),
         }
-        assert_eq!(
-            id_array(["dlv_1", "dlv_2"].into_iter()).unwrap(),
-            r#"["dlv_1","dlv_2"]"#
-        );
     }
 }

@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod activity;
 pub mod agents;
+pub mod attempts;
 pub mod batch;
 pub mod dedupe;
 pub mod queue;
@@ -38,13 +39,14 @@ use crate::{
     datadir,
     domain::{
         ids::{AgentId, DeliveryId, WebhookId},
-        DeliveryStatus, Provider,
+        AttemptEnd, DeliveryStatus, DiscardOutcome, Provider, RedeliverFilter,
     },
 };
 
 pub use accounts::Account;
-pub use activity::ActivityRecord;
+pub use activity::{ActivityFilter, ActivityRecord, DeliveryRecord};
 pub use agents::{Agent, OwnedAgent};
+pub use attempts::{AttemptRecord, Failed};
 pub use batch::{BatchWrites, InsertRow, Requeued, SqliteBatch};
 pub use queue::PendingPage;
 pub use retention::RETENTION_STEP;
@@ -138,7 +140,41 @@ pub trait BatchWriter: Send + 'static {
         id: &DeliveryId,
         queue_seq: i64,
         room: bool,
+        at: i64,
     ) -> impl Future<Output = Result<Requeued, StoreError>> + Send;
+
+    /// Records attempts that ended without an ack; those whose end gives up on a pending
+    /// delivery make it `failed`, and are returned.
+    fn end_attempts(
+        &mut self,
+        ends: &[(AgentId, AttemptEnd)],
+    ) -> impl Future<Output = Result<Vec<Failed>, StoreError>> + Send;
+
+    /// Gives up on a delivery at its owner's word; with the bytes that left the backlog.
+    fn discard(
+        &mut self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        id: &DeliveryId,
+        at: i64,
+    ) -> impl Future<Output = Result<(DiscardOutcome, i64), StoreError>> + Send;
+
+    /// How many of a webhook's deliveries `filter` takes, and their bodies' bytes.
+    fn count_matching(
+        &mut self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        filter: &RedeliverFilter,
+    ) -> impl Future<Output = Result<(u64, i64), StoreError>> + Send;
+
+    /// Queues again what `filter` takes, in receipt order, from `first_queue_seq` on.
+    fn requeue_matching(
+        &mut self,
+        owner: &OwnedAgent,
+        webhook_id: &WebhookId,
+        filter: &RedeliverFilter,
+        first_queue_seq: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// One step of retention: (expired, pruned).
     fn apply_retention(
@@ -211,11 +247,11 @@ impl Store {
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
             .disable_statement_logging();
         convert_page_size(&options).await?;
+        migrate(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool, options })
     }
 
@@ -269,6 +305,17 @@ impl Store {
 const PAGE_SIZE: u32 = 1024;
 /// ~40 MiB of WAL, in pages of [`PAGE_SIZE`].
 const WAL_AUTOCHECKPOINT_PAGES: &str = "40000";
+
+/// Applies the migrations, on a connection of their own with foreign keys off: a
+/// migration that rebuilds a table (SQLite's only way to change a CHECK) drops the old
+/// one, and with foreign keys on that drop would first delete every row that references
+/// it (the payloads, by cascade).
+async fn migrate(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+    let mut conn = SqliteConnection::connect_with(&options.clone().foreign_keys(false)).await?;
+    sqlx::migrate!("./migrations").run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
 
 /// Rewrites a database made with another page size (every hub before [`PAGE_SIZE`] was
 /// chosen made 4 KiB pages) into pages of [`PAGE_SIZE`], once, before anything else opens

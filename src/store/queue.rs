@@ -20,7 +20,7 @@ pub struct PendingPage {
 
 pub(super) const PENDING_SELECT: &str =
     "SELECT d.queue_seq, d.id, d.webhook_id, d.agent_id, w.provider, d.event,
-        d.received_at, d.verified, d.attempts, p.headers, p.body,
+        d.received_at, d.verified, d.attempts, d.attempt_base, p.headers, p.body,
         w.signing_secret, w.previous_secret, w.previous_secret_until, w.provider_secret
     FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
         JOIN delivery_payloads p ON p.seq = d.seq";
@@ -37,6 +37,7 @@ pub(super) fn pending_from_row(r: &SqliteRow) -> Result<PendingDelivery, StoreEr
         received_at: r.get("received_at"),
         verified: r.get::<i64, _>("verified") != 0,
         attempts: r.get("attempts"),
+        attempt_base: r.get("attempt_base"),
         headers: r.get("headers"),
         body: Bytes::from(r.get::<Vec<u8>, _>("body")),
         secrets: Arc::new(SealedSecrets {
@@ -79,7 +80,7 @@ impl Store {
         // including it; only those within `max_bytes` are joined to their payloads.
         let rows = sqlx::query(
             "SELECT d.queue_seq, d.id, d.webhook_id, d.agent_id, w.provider, d.event,
-                d.received_at, d.verified, d.attempts, p.headers, p.body,
+                d.received_at, d.verified, d.attempts, d.attempt_base, p.headers, p.body,
                 w.signing_secret, w.previous_secret, w.previous_secret_until, w.provider_secret,
                 page.taken
             FROM (SELECT seq, size_bytes,

@@ -9,7 +9,7 @@ use super::StoreError;
 pub const RETENTION_STEP: u64 = 5_000;
 
 /// Applies one step of retention: unacked deliveries older than `cutoff` become `expired`;
-/// finished ones older than it are deleted, and expired ones a retention period later. At
+/// finished ones (acked, failed, never for the agent) older than it are deleted, and expired ones a retention period later. At
 /// most [`RETENTION_STEP`] rows of each; a count equal to it means there may be more.
 ///
 /// Dedupe keys go too, as many per step, those of the rows numbered before the first row
@@ -46,7 +46,7 @@ pub async fn apply_retention(
     let pruned = sqlx::query(
         "DELETE FROM deliveries WHERE seq IN (
              SELECT seq FROM deliveries
-             WHERE (received_at < ? AND status IN ('acked', 'rejected', 'duplicate'))
+             WHERE (received_at < ? AND status IN ('acked', 'rejected', 'duplicate', 'failed'))
                 OR (received_at < ? AND status = 'expired')
              LIMIT ?)",
     )

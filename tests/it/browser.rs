@@ -833,3 +833,137 @@ async fn long_names_and_an_open_delivery_keep_every_column_in_view_on_a_laptop()
 
     b.close().await;
 }
+
+// ---- The failure path -----------------------------------------------------------------
+
+#[actix_web::test]
+async fn an_owner_sees_a_failed_delivery_with_its_history_and_discards_searches_and_redelivers() {
+    let app = spawn_app().await;
+    let (agent_id, token, webhook_id) = app.agent_with_webhook().await;
+    let mut ids = Vec::new();
+    for (n, event) in ["push", "push", "issues"].iter().enumerate() {
+        let body = json!({"type": event, "n": n}).to_string();
+        let r = app
+            .ingest_signed(&webhook_id, body, &[("content-type", "application/json")])
+            .await;
+        ids.push(r.json["deliveryId"].as_str().unwrap().to_owned());
+    }
+    // The agent rejects the first push for good, and leaves the issue unacked.
+    let mut socket = app.connect(&token).await;
+    for id in &ids {
+        assert_eq!(socket.next_delivery(10).await["deliveryId"], id.as_str());
+    }
+    socket
+        .send_json(
+            json!({"type": "nack", "deliveryId": ids[0], "requeue": false,
+            "reason": "unknown schema", "result": {"status": 422, "ms": 5}}),
+        )
+        .await;
+    socket.ack(&ids[1]).await;
+    crate::harness::wait_status(&app, &token, &webhook_id, &ids[0], "failed").await;
+
+    let b = Browser::start(&app.base).await;
+    b.goto("/").await;
+    b.sign_in(&app.owner_token).await;
+    b.goto(&format!("/#/agents/{agent_id}/webhooks/{webhook_id}"))
+        .await;
+    let failed_row = format!("#deliveries-table tr[data-delivery-id=\"{}\"]", ids[0]);
+    b.until(
+        "the failed row",
+        &format!("document.querySelector('{failed_row} .badge.failed')"),
+    )
+    .await;
+    assert!(b.text(&failed_row).await.contains("nacked: unknown schema"));
+
+    // Its detail: the reason and the attempt history with the handler's answer.
+    b.click(&failed_row).await;
+    b.until(
+        "the history",
+        "document.querySelector('#detail-history tr[data-outcome=\"nacked\"]')",
+    )
+    .await;
+    let history = b.text("#detail-history").await;
+    assert!(
+        history.contains("socket") && history.contains("422 · 5 ms"),
+        "{history}"
+    );
+    assert!(history.contains("unknown schema"), "{history}");
+    assert_eq!(
+        b.attr("#discard", "disabled").await.as_deref(),
+        Some("true")
+    );
+    b.shot("failed-detail").await;
+
+    // The issue, still out, is discarded from its detail after a confirmation.
+    let issue_row = format!("#deliveries-table tr[data-delivery-id=\"{}\"]", ids[2]);
+    b.click(&issue_row).await;
+    b.until(
+        "the issue's detail",
+        &format!("document.querySelector('#delivery-detail[data-delivery-id=\"{}\"] #discard:not([disabled])')", ids[2]),
+    )
+    .await;
+    b.click("#discard").await;
+    b.click("#confirm-ok").await;
+    b.until(
+        "the discarded row",
+        &format!("document.querySelector('{issue_row}[data-status=\"failed\"]')"),
+    )
+    .await;
+    crate::harness::wait_status(&app, &token, &webhook_id, &ids[2], "failed").await;
+
+    // Search: by event type, by id, and back.
+    b.fill("#search-event", "issues").await;
+    b.click("#search").await;
+    b.until(
+        "only the issue",
+        &format!("document.querySelectorAll('#deliveries-table tbody tr').length === 1 && document.querySelector('{issue_row}')"),
+    )
+    .await;
+    b.click("#search-clear").await;
+    b.fill("#search-id", &ids[1]).await;
+    b.click("#search").await;
+    b.until(
+        "only the acked push",
+        &format!("document.querySelectorAll('#deliveries-table tbody tr').length === 1 && document.querySelector('#deliveries-table tr[data-delivery-id=\"{}\"]')", ids[1]),
+    )
+    .await;
+    b.click("#search-clear").await;
+    b.until(
+        "every row again",
+        "document.querySelectorAll('#deliveries-table tbody tr').length === 3",
+    )
+    .await;
+
+    // Redeliver matching: the count comes before the button that queues them.
+    b.click("#redeliver-matching").await;
+    b.find("#redeliver-matching-panel").await;
+    assert_eq!(
+        b.attr("#match-confirm", "disabled").await.as_deref(),
+        Some("true")
+    );
+    b.click("#match-dry-run").await;
+    b.until(
+        "the count",
+        "document.querySelector('#match-count').textContent.includes('2 deliveries match')",
+    )
+    .await;
+    assert_eq!(b.text("#match-confirm").await, "Redeliver 2");
+    // Nothing moved on the dry run.
+    assert!(socket.next_incoming(1).await.is_none());
+    b.shot("redeliver-matching").await;
+    b.click("#match-confirm").await;
+    b.until(
+        "the requeue",
+        "document.querySelector('#match-count').textContent.includes('Queued 2 again')",
+    )
+    .await;
+    let first = socket.next_delivery(10).await;
+    let second = socket.next_delivery(10).await;
+    assert_eq!(
+        [first["deliveryId"].clone(), second["deliveryId"].clone()],
+        [json!(ids[0]), json!(ids[2])],
+        "in their original order"
+    );
+    assert_eq!(first["attempt"], 2);
+    b.close().await;
+}

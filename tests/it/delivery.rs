@@ -472,6 +472,18 @@ async fn redeliver_queues_an_acked_delivery_again() {
     assert_eq!(again["attempt"], 2);
     sock.ack(&id).await;
     wait_for_status(&app, &agent, &wid, &id, "acked").await;
+    // Both acks are in its history: the redeliver closed the first attempt, not erased it.
+    let detail = app.get(&format!("{base}/{id}"), &app.owner_token).await;
+    let history: Vec<(Value, Value)> = detail.json["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["attempt"].clone(), h["outcome"].clone()))
+        .collect();
+    assert_eq!(
+        history,
+        [(json!(1), json!("acked")), (json!(2), json!("acked"))]
+    );
 
     // Not the caller's, or not a delivery: 404.
     let r = app

@@ -86,6 +86,8 @@ async fn an_agent_manages_its_own_webhooks_over_mcp_and_the_owner_sees_what_it_d
             "delete_webhook",
             "list_deliveries",
             "redeliver",
+            "redeliver_deliveries",
+            "discard_delivery",
             "next_events",
             "ack_events"
         ]
@@ -519,7 +521,7 @@ async fn hookhub_mcp_serves_the_same_tools_over_stdio() {
     let mut mcp = McpClient::stdio(&app.base, &token).await;
 
     let names: Vec<String> = mcp.tools().await.iter().map(|t| s(&t["name"])).collect();
-    assert_eq!(names.len(), 10);
+    assert_eq!(names.len(), 12);
     assert!(names.contains(&"next_events".to_owned()));
     let created = mcp.ok("create_webhook", json!({"name": "via stdio"})).await;
     let wid = s(&created["webhookId"]);
@@ -833,7 +835,7 @@ async fn the_typescript_sdk_works_over_both_transports() {
         let out = typescript_session(&args).await;
         assert!(out.get("exception").is_none(), "{transport}: {out}");
         assert_eq!(out["server"]["name"], "hookhub");
-        assert_eq!(out["tools"].as_array().unwrap().len(), 10, "{out}");
+        assert_eq!(out["tools"].as_array().unwrap().len(), 12, "{out}");
         assert_eq!(
             event_ids(&out["events"]["structuredContent"]),
             posted,

@@ -75,14 +75,14 @@ async fn deliveries_stored_before_payloads_moved_out_keep_their_headers_and_body
     let store = Store::open(dir.path()).await.unwrap();
     let owned = store.owned_agent(&account, &agent).await.unwrap().unwrap();
     for id in [&queued, &acked] {
-        let (record, headers, stored) = store
+        let found = store
             .get_delivery(&owned, &webhook, id)
             .await
             .unwrap()
             .expect("the delivery survives the migration");
-        assert_eq!(record.size_bytes, body.len() as i64);
-        assert_eq!(headers, r#"{"x-h":"v"}"#);
-        assert_eq!(stored, body);
+        assert_eq!(found.record.size_bytes, body.len() as i64);
+        assert_eq!(found.headers, r#"{"x-h":"v"}"#);
+        assert_eq!(found.body, body);
     }
     let pending = store
         .pending_page(&agent, 0, 10, usize::MAX, true)

@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 use hookhub::{
     domain::{
         ids::{AgentId, DeliveryId},
-        DeliveryStatus, NewDelivery,
+        DeliveryStatus, NewDelivery, Via,
     },
     store::{BatchWriter, BatchWrites, InsertRow, SqliteBatch, StoreError},
 };
@@ -82,10 +82,18 @@ async fn commit_batch(
     at: i64,
 ) -> Result<HashMap<AgentId, u64>, StoreError> {
     conn.begin(&[]).await?;
+    let sent: Vec<_> = sent
+        .iter()
+        .map(|(agent, id)| (agent.clone(), Via::Socket, id.clone()))
+        .collect();
+    let acks: Vec<_> = acks
+        .iter()
+        .map(|(agent, id)| (agent.clone(), id.clone(), None))
+        .collect();
     let writes = BatchWrites {
         rows,
-        sent,
-        acks,
+        sent: &sent,
+        acks: &acks,
         seen: &[],
         at,
     };

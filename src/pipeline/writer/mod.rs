@@ -29,7 +29,8 @@ use crate::{
     clock,
     domain::{
         ids::{AgentId, DeliveryId, WebhookId},
-        BacklogCap, BodyCut, IngestOutcome, NewDelivery, RequeueOutcome,
+        AttemptEnd, BacklogCap, BodyCut, BulkRequeueOutcome, DiscardOutcome, HandlerResult,
+        IngestOutcome, NewDelivery, RedeliverFilter, RequeueOutcome, Via,
     },
     metrics::Metrics,
     pipeline::registry::Registry,
@@ -78,8 +79,10 @@ enum Op {
         BodyCut,
         oneshot::Sender<Result<(), WriteError>>,
     ),
-    Ack(AgentId, DeliveryId),
-    Sent(AgentId, Vec<DeliveryId>),
+    Ack(AgentId, DeliveryId, Option<HandlerResult>),
+    Sent(AgentId, Via, Vec<DeliveryId>),
+    /// An attempt ended without an ack (and perhaps gave up on its delivery).
+    Ended(AgentId, AttemptEnd),
     /// An agent connected or disconnected at this time (`agents.last_seen_at`).
     Seen(AgentId, i64),
     Requeue {
@@ -87,6 +90,19 @@ enum Op {
         webhook_id: WebhookId,
         id: DeliveryId,
         reply: oneshot::Sender<Result<RequeueOutcome, WriteError>>,
+    },
+    Discard {
+        owner: OwnedAgent,
+        webhook_id: WebhookId,
+        id: DeliveryId,
+        reply: oneshot::Sender<Result<DiscardOutcome, WriteError>>,
+    },
+    RequeueMatching {
+        owner: OwnedAgent,
+        webhook_id: WebhookId,
+        filter: RedeliverFilter,
+        dry_run: bool,
+        reply: oneshot::Sender<Result<BulkRequeueOutcome, WriteError>>,
     },
     Retention {
         cutoff: i64,
@@ -102,7 +118,10 @@ enum Op {
 impl Op {
     /// Someone is waiting for this op's commit.
     fn is_awaited(&self) -> bool {
-        !matches!(self, Op::Ack(..) | Op::Sent(..) | Op::Seen(..))
+        !matches!(
+            self,
+            Op::Ack(..) | Op::Sent(..) | Op::Seen(..) | Op::Ended(..)
+        )
     }
 
     fn body_len(&self) -> usize {
@@ -185,6 +204,45 @@ impl DeliveryWriter {
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
+    /// Gives up on a delivery at its owner's word (`failed`, "discarded"); idempotent.
+    pub async fn discard(
+        &self,
+        owner: OwnedAgent,
+        webhook_id: WebhookId,
+        id: DeliveryId,
+    ) -> Result<DiscardOutcome, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::Discard {
+            owner,
+            webhook_id,
+            id,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Queues again, in receipt order, every delivery of the webhook that `filter` takes,
+    /// if they all fit the backlog cap; with `dry_run`, only counts them.
+    pub async fn requeue_matching(
+        &self,
+        owner: OwnedAgent,
+        webhook_id: WebhookId,
+        filter: RedeliverFilter,
+        dry_run: bool,
+    ) -> Result<BulkRequeueOutcome, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::RequeueMatching {
+            owner,
+            webhook_id,
+            filter,
+            dry_run,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
     pub async fn apply_retention(&self, retention: Duration) -> Result<(u64, u64), WriteError> {
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = clock::now_ms().saturating_sub(retention_ms);
@@ -231,8 +289,13 @@ impl DeliveryWriter {
     /// reads more from its socket: a flood of acks is held back by the agent's TCP window,
     /// not by the hub's memory.
     #[must_use = "a full queue hands back a wait that must be awaited"]
-    pub fn ack(&self, agent_id: AgentId, id: DeliveryId) -> Option<impl Future<Output = ()>> {
-        self.queue(Op::Ack(agent_id, id))
+    pub fn ack(
+        &self,
+        agent_id: AgentId,
+        id: DeliveryId,
+        result: Option<HandlerResult>,
+    ) -> Option<impl Future<Output = ()>> {
+        self.queue(Op::Ack(agent_id, id, result))
     }
 
     /// Records that deliveries were sent; queued like [`DeliveryWriter::ack`].
@@ -240,12 +303,19 @@ impl DeliveryWriter {
     pub fn sent(
         &self,
         agent_id: AgentId,
+        via: Via,
         ids: Vec<DeliveryId>,
     ) -> Option<impl Future<Output = ()>> {
         if ids.is_empty() {
             return None;
         }
-        self.queue(Op::Sent(agent_id, ids))
+        self.queue(Op::Sent(agent_id, via, ids))
+    }
+
+    /// Records an attempt that ended without an ack; queued like [`DeliveryWriter::ack`].
+    #[must_use = "a full queue hands back a wait that must be awaited"]
+    pub fn ended(&self, agent_id: AgentId, end: AttemptEnd) -> Option<impl Future<Output = ()>> {
+        self.queue(Op::Ended(agent_id, end))
     }
 
     /// Records that an agent was seen now (it connected, or its socket ended). Nobody
@@ -290,9 +360,11 @@ mod tests {
     async fn a_full_queue_hands_the_wait_back_instead_of_spawning_it() {
         let (writer, mut rx) = handle();
         let agent = AgentId::generate();
-        assert!(writer.ack(agent.clone(), DeliveryId::generate()).is_none());
+        assert!(writer
+            .ack(agent.clone(), DeliveryId::generate(), None)
+            .is_none());
         let wait = writer
-            .ack(agent.clone(), DeliveryId::generate())
+            .ack(agent.clone(), DeliveryId::generate(), None)
             .expect("a full queue makes the caller wait");
         // Nothing was queued behind the caller's back: the queue still holds only the first.
         assert!(matches!(rx.try_recv(), Ok(Op::Ack(..))));
@@ -301,7 +373,7 @@ mod tests {
         wait.await;
         assert!(matches!(rx.try_recv(), Ok(Op::Ack(..))));
         assert!(
-            writer.sent(agent, Vec::new()).is_none(),
+            writer.sent(agent, Via::Socket, Vec::new()).is_none(),
             "nothing to record"
         );
     }

@@ -7,9 +7,10 @@ use super::REJECTED_KEPT_PER_WEBHOOK;
 use crate::{
     domain::{
         ids::{AgentId, DeliveryId, WebhookId},
-        BacklogCap, BodyCut, DeliveryStatus, NewDelivery, PendingDelivery,
+        AttemptEnd, BacklogCap, BodyCut, DeliveryStatus, HandlerResult, NewDelivery,
+        PendingDelivery, Via,
     },
-    store::{BatchWriter, BatchWrites, InsertRow, StoreError},
+    store::{BatchWriter, BatchWrites, Failed, InsertRow, StoreError},
 };
 
 /// An agent's pending deliveries (queued or sent): how many, and their bodies' bytes.
@@ -34,10 +35,21 @@ impl Pending {
     }
 
     pub(super) fn plus(self, size: i64) -> Self {
+        self.plus_many(1, size)
+    }
+
+    pub(super) fn plus_many(self, count: i64, bytes: i64) -> Self {
         Self {
-            count: self.count + 1,
-            bytes: self.bytes + size,
+            count: self.count + count,
+            bytes: self.bytes + bytes,
         }
+    }
+
+    /// Whether `count` more deliveries of `bytes` in all fit the backlog cap.
+    pub(super) fn has_room_for(self, cap: BacklogCap, count: i64, bytes: i64) -> bool {
+        count == 0
+            || (self.count + count <= cap.count
+                && (self.count + count == 1 || self.bytes + bytes <= cap.bytes))
     }
 }
 
@@ -82,18 +94,23 @@ impl Row {
 pub(super) struct Deferred {
     /// In receipt order; routed in the same order.
     pub(super) rows: Vec<Row>,
-    pub(super) sent_ids: Vec<(AgentId, DeliveryId)>,
-    pub(super) acks: Vec<(AgentId, DeliveryId)>,
+    pub(super) sent_ids: Vec<(AgentId, Via, DeliveryId)>,
+    pub(super) acks: Vec<(AgentId, DeliveryId, Option<HandlerResult>)>,
     pub(super) seen: Vec<(AgentId, i64)>,
+    /// Attempts that ended unacked: applied after the sends and acks, so that an ack in
+    /// the same batch wins over a give-up, and a send counts before it.
+    pub(super) ends: Vec<(AgentId, AttemptEnd)>,
 }
 
 impl Deferred {
     /// Applies and clears everything waiting (and with `commit`, commits); how many acks
-    /// took effect. The queued rows join `routed`, in order.
+    /// took effect. The queued rows join `routed`, in order; the deliveries given up on,
+    /// `failed`.
     pub(super) async fn apply(
         &mut self,
         conn: &mut impl BatchWriter,
         routed: &mut Vec<Arc<PendingDelivery>>,
+        failed: &mut Vec<Failed>,
         pending_counts: &mut HashMap<AgentId, Pending>,
         now: i64,
         commit: bool,
@@ -127,15 +144,25 @@ impl Deferred {
             seen: &self.seen,
             at: now,
         };
-        let prune = !rejected_on.is_empty();
-        let acked_by_agent = conn.write(&writes, commit && !prune).await?;
+        // Statements after the write: then the batch cannot end in its round trip.
+        let more = !rejected_on.is_empty() || !self.ends.is_empty();
+        let acked_by_agent = conn.write(&writes, commit && !more).await?;
         for webhook_id in rejected_on {
             conn.prune_rejected(webhook_id, REJECTED_KEPT_PER_WEBHOOK)
                 .await?;
         }
-        if commit && prune {
+        let given_up = conn.end_attempts(&self.ends).await?;
+        if commit && more {
             conn.commit().await?;
         }
+        self.ends.clear();
+        for f in &given_up {
+            if let Some(c) = pending_counts.get_mut(&f.agent_id) {
+                c.count -= 1;
+                c.bytes -= f.size_bytes;
+            }
+        }
+        failed.extend(given_up);
         drop(rows);
         self.sent_ids.clear();
         self.acks.clear();

@@ -18,11 +18,12 @@ use crate::{
     clock,
     domain::{
         ids::{AgentId, DeliveryId, WebhookId},
-        BacklogCap, DeliveryStatus, IngestOutcome, PendingDelivery, RequeueOutcome,
+        BacklogCap, BulkRequeueOutcome, DeliveryStatus, DiscardOutcome, IngestOutcome,
+        RequeueOutcome,
     },
     metrics::Metrics,
     pipeline::registry::{Registry, Route},
-    store::{BatchWriter, Requeued, StoreError},
+    store::{BatchWriter, Failed, Requeued, StoreError},
 };
 
 pub(super) struct WriterTask<B> {
@@ -54,6 +55,14 @@ enum Answer {
         oneshot::Sender<Result<RequeueOutcome, WriteError>>,
         RequeueOutcome,
     ),
+    Discard(
+        oneshot::Sender<Result<DiscardOutcome, WriteError>>,
+        DiscardOutcome,
+    ),
+    Bulk(
+        oneshot::Sender<Result<BulkRequeueOutcome, WriteError>>,
+        BulkRequeueOutcome,
+    ),
     Retention(oneshot::Sender<Result<(u64, u64), WriteError>>, (u64, u64)),
     Barrier(oneshot::Sender<()>),
     Probe(oneshot::Sender<()>),
@@ -67,6 +76,10 @@ impl Answer {
             Answer::Ingest(_, outcome) => *outcome != IngestOutcome::BacklogFull,
             Answer::Reject(_) | Answer::Probe(_) => true,
             Answer::Requeue(_, outcome) => *outcome == RequeueOutcome::Queued,
+            Answer::Discard(_, outcome) => *outcome == DiscardOutcome::Failed,
+            Answer::Bulk(_, outcome) => {
+                matches!(outcome, BulkRequeueOutcome::Requeued(n) if *n > 0)
+            }
             Answer::Retention(_, (expired, pruned)) => expired + pruned > 0,
             Answer::Barrier(_) => false,
         }
@@ -132,9 +145,12 @@ impl<B: BatchWriter> WriterTask<B> {
     async fn commit(&mut self, batch: &mut Vec<Op>) {
         let (first_seq, first_queue_seq) = (self.next_seq, self.next_queue_seq);
         let mut answers = Vec::with_capacity(batch.len());
-        let mut routed = Vec::new();
+        let mut routed = Route::default();
+        let mut failed = Vec::new();
         let (ops, started) = (batch.len(), Instant::now());
-        let result = self.apply(batch, &mut answers, &mut routed).await;
+        let result = self
+            .apply(batch, &mut answers, &mut routed, &mut failed)
+            .await;
         match result {
             Ok(acked) => {
                 self.metrics.observe_commit(ops, started.elapsed());
@@ -151,6 +167,9 @@ impl<B: BatchWriter> WriterTask<B> {
                 // Full means a wake-up is already waiting.
                 let _ = self.committed.try_send(());
                 self.metrics.acked.inc_by(acked);
+                for f in &failed {
+                    self.metrics.failed(f.reason).inc();
+                }
                 for answer in answers {
                     match answer {
                         Answer::Ingest(tx, outcome) => {
@@ -162,6 +181,8 @@ impl<B: BatchWriter> WriterTask<B> {
                             drop(tx.send(Ok(())))
                         }
                         Answer::Requeue(tx, outcome) => drop(tx.send(Ok(outcome))),
+                        Answer::Discard(tx, outcome) => drop(tx.send(Ok(outcome))),
+                        Answer::Bulk(tx, outcome) => drop(tx.send(Ok(outcome))),
                         Answer::Retention(tx, counts) => {
                             // Expiry changed pending counts behind our back: reload lazily.
                             self.pending_counts.clear();
@@ -174,7 +195,7 @@ impl<B: BatchWriter> WriterTask<B> {
                 if !routed.is_empty() {
                     // Awaiting keeps routes in commit order and slows the writer when the
                     // registry falls behind, instead of queueing without bound.
-                    let _ = self.registry.send(Route(routed)).await;
+                    let _ = self.registry.send(routed).await;
                 }
             }
             Err(e) => {
@@ -205,6 +226,8 @@ impl<B: BatchWriter> WriterTask<B> {
                         Answer::Ingest(tx, _) => drop(tx.send(Err(err()))),
                         Answer::Reject(tx) => drop(tx.send(Err(err()))),
                         Answer::Requeue(tx, _) => drop(tx.send(Err(err()))),
+                        Answer::Discard(tx, _) => drop(tx.send(Err(err()))),
+                        Answer::Bulk(tx, _) => drop(tx.send(Err(err()))),
                         Answer::Retention(tx, _) => drop(tx.send(Err(err()))),
                         Answer::Barrier(tx) | Answer::Probe(tx) => drop(tx.send(())),
                     }
@@ -220,9 +243,12 @@ impl<B: BatchWriter> WriterTask<B> {
         &mut self,
         ops: &mut Vec<Op>,
         answers: &mut Vec<Answer>,
-        routed: &mut Vec<Arc<PendingDelivery>>,
+        routed: &mut Route,
+        failed: &mut Vec<Failed>,
     ) -> Result<u64, StoreError> {
-        let result = self.apply_in_transaction(ops, answers, routed).await;
+        let result = self
+            .apply_in_transaction(ops, answers, routed, failed)
+            .await;
         if result.is_err() {
             self.conn.rollback().await;
         }
@@ -233,8 +259,10 @@ impl<B: BatchWriter> WriterTask<B> {
         &mut self,
         ops: &mut Vec<Op>,
         answers: &mut Vec<Answer>,
-        routed: &mut Vec<Arc<PendingDelivery>>,
+        route: &mut Route,
+        failed: &mut Vec<Failed>,
     ) -> Result<u64, StoreError> {
+        let routed = &mut route.deliveries;
         let now = clock::now_ms();
         // Earlier deliveries carrying the batch's provider delivery ids, in one read.
         let keys: Vec<(&str, &str)> = ops
@@ -316,11 +344,82 @@ impl<B: BatchWriter> WriterTask<B> {
                     deferred.rows.push(row);
                     answers.push(Answer::Reject(reply));
                 }
-                Op::Ack(agent_id, id) => deferred.acks.push((agent_id, id)),
+                Op::Ack(agent_id, id, result) => deferred.acks.push((agent_id, id, result)),
                 Op::Seen(agent_id, at) => deferred.seen.push((agent_id, at)),
-                Op::Sent(agent_id, ids) => deferred
+                Op::Sent(agent_id, via, ids) => deferred
                     .sent_ids
-                    .extend(ids.into_iter().map(|id| (agent_id.clone(), id))),
+                    .extend(ids.into_iter().map(|id| (agent_id.clone(), via, id))),
+                Op::Ended(agent_id, end) => deferred.ends.push((agent_id, end)),
+                Op::Discard {
+                    owner,
+                    webhook_id,
+                    id,
+                    reply,
+                } => {
+                    acked += deferred
+                        .apply(conn, routed, failed, &mut self.pending_counts, now, false)
+                        .await?;
+                    let (outcome, freed) = conn.discard(&owner, &webhook_id, &id, now).await?;
+                    if outcome == DiscardOutcome::Failed && freed > 0 {
+                        // Pending until now: it leaves the backlog, and any session holding
+                        // it stops sending it.
+                        if let Some(c) = self.pending_counts.get_mut(owner.id()) {
+                            c.count -= 1;
+                            c.bytes -= freed;
+                        }
+                        route.settled.push((owner.id().clone(), id.clone()));
+                        failed.push(Failed {
+                            agent_id: owner.id().clone(),
+                            id,
+                            reason: crate::domain::FailReason::Discarded,
+                            size_bytes: freed,
+                        });
+                    }
+                    answers.push(Answer::Discard(reply, outcome));
+                }
+                Op::RequeueMatching {
+                    owner,
+                    webhook_id,
+                    filter,
+                    dry_run,
+                    reply,
+                } => {
+                    acked += deferred
+                        .apply(conn, routed, failed, &mut self.pending_counts, now, false)
+                        .await?;
+                    let (n, bytes) = conn.count_matching(&owner, &webhook_id, &filter).await?;
+                    let outcome = if dry_run {
+                        BulkRequeueOutcome::Matched(n)
+                    } else {
+                        let count = match self.pending_counts.get(owner.id()) {
+                            Some(c) => *c,
+                            None => Pending::from(conn.count_pending(owner.id()).await?),
+                        };
+                        self.pending_counts.insert(owner.id().clone(), count);
+                        if !count.has_room_for(self.backlog_cap, n as i64, bytes) {
+                            BulkRequeueOutcome::BacklogFull(n)
+                        } else {
+                            let first = self.next_queue_seq;
+                            let done = conn
+                                .requeue_matching(&owner, &webhook_id, &filter, first)
+                                .await?;
+                            self.next_queue_seq += done as i64;
+                            // Counted before, the rows taken now: the same unless a
+                            // delivery of the filter changed between the two statements,
+                            // which only this writer can do.
+                            self.pending_counts
+                                .insert(owner.id().clone(), count.plus_many(done as i64, bytes));
+                            if done > 0 {
+                                // Too many to carry: the session reads them from the store.
+                                route
+                                    .moved
+                                    .push((owner.id().clone(), first + done as i64 - 1));
+                            }
+                            BulkRequeueOutcome::Requeued(done)
+                        }
+                    };
+                    answers.push(Answer::Bulk(reply, outcome));
+                }
                 Op::Requeue {
                     owner,
                     webhook_id,
@@ -328,7 +427,7 @@ impl<B: BatchWriter> WriterTask<B> {
                     reply,
                 } => {
                     acked += deferred
-                        .apply(conn, routed, &mut self.pending_counts, now, false)
+                        .apply(conn, routed, failed, &mut self.pending_counts, now, false)
                         .await?;
                     let count = match self.pending_counts.get(owner.id()) {
                         Some(c) => *c,
@@ -338,7 +437,7 @@ impl<B: BatchWriter> WriterTask<B> {
                     let room = count.has_room(self.backlog_cap, 0);
                     let queue_seq = self.next_queue_seq;
                     let outcome = conn
-                        .requeue(&owner, &webhook_id, &id, queue_seq, room)
+                        .requeue(&owner, &webhook_id, &id, queue_seq, room, now)
                         .await?;
                     let outcome = match outcome {
                         Requeued::Queued {
@@ -352,7 +451,7 @@ impl<B: BatchWriter> WriterTask<B> {
                                 count.plus(pending.body.len() as i64)
                             };
                             self.pending_counts.insert(owner.id().clone(), count);
-                            routed.push(Arc::new(pending));
+                            routed.push(Arc::new(*pending));
                             RequeueOutcome::Queued
                         }
                         Requeued::NoRoom => {
@@ -369,7 +468,7 @@ impl<B: BatchWriter> WriterTask<B> {
                     reply,
                 } => {
                     acked += deferred
-                        .apply(conn, routed, &mut self.pending_counts, now, false)
+                        .apply(conn, routed, failed, &mut self.pending_counts, now, false)
                         .await?;
                     let counts = conn.apply_retention(cutoff, expired_cutoff).await?;
                     answers.push(Answer::Retention(reply, counts));
@@ -386,7 +485,7 @@ impl<B: BatchWriter> WriterTask<B> {
         }
         // The last statements and the COMMIT go to SQLite together.
         acked += deferred
-            .apply(conn, routed, &mut self.pending_counts, now, true)
+            .apply(conn, routed, failed, &mut self.pending_counts, now, true)
             .await?;
         Ok(acked)
     }
