@@ -1089,7 +1089,7 @@
     if (!history || history.length === 0) {
       return h('p', { class: 'muted', id: 'detail-history' }, 'Not handed to the agent yet.');
     }
-    return h('table', { class: 'table compact', id: 'detail-history' },
+    return h('div', { class: 'table-scroll' }, h('table', { class: 'table compact', id: 'detail-history' },
       h('thead', {}, h('tr', {},
         h('th', { class: 'num' }, '#'), h('th', {}, 'Sent'), h('th', {}, 'Via'),
         h('th', {}, 'Outcome'), h('th', {}, 'At'), h('th', {}, 'Handler'), h('th', {}, 'Reason'))),
@@ -1100,7 +1100,7 @@
         h('td', {}, a.outcome ? badge(a.outcome, `outcome-${a.outcome}`) : h('span', { class: 'muted' }, 'awaiting ack')),
         h('td', {}, fmtTime(a.at)),
         h('td', { class: 'mono' }, a.result ? `${a.result.status} · ${a.result.ms} ms` : '—'),
-        h('td', { class: 'wrap' }, a.reason || '')))));
+        h('td', { class: 'wrap' }, a.reason || ''))))));
   }
 
   function deliveryDetail(d, base, note, onNote, onClose) {

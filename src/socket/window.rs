@@ -318,14 +318,6 @@ impl Window {
         ends
     }
 
-    /// When the next resend is due: the earliest ack timeout or nack backoff in flight.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.in_flight
-            .values()
-            .map(|f| f.retry_at.unwrap_or(f.sent_at + self.ack_timeout))
-            .min()
-    }
-
     /// Moves buffered deliveries into the window, in order, as far as its count and its
     /// bytes allow: each is to be sent now, and counts as sent at `now` (`at` on the
     /// wall clock). One already handed out as often as allowed (its last attempt's end
@@ -673,6 +665,107 @@ mod tests {
         w.ack(&a.id);
         assert!(w.take_sendable(Instant::now(), 0).is_empty());
         assert!(w.is_quiet(2));
+    }
+
+    /// A window limited to `max` attempts, its deliveries 1..=n pushed and sent at `t0`.
+    fn limited(max: u32, n: i64, t0: Instant) -> (Window, Vec<Send>) {
+        let mut w = Window::new(10, 1 << 20, TIMEOUT, max);
+        w.start();
+        w.next_read();
+        w.read_done(
+            Some(Page {
+                deliveries: vec![],
+                is_short: true,
+            }),
+            0,
+        );
+        w.push(0, (1..=n).map(|s| Arc::new(delivery(s, 1))).collect());
+        let sent = w.take_sendable(t0, 1_000);
+        (w, sent)
+    }
+
+    #[test]
+    fn a_nack_with_requeue_waits_out_its_backoff_and_one_without_gives_up_at_once() {
+        let t0 = Instant::now();
+        let (mut w, sent) = limited(0, 2, t0);
+        let (a, b) = (sent[0].delivery.id.clone(), sent[1].delivery.id.clone());
+        let end = w
+            .nack(&a, true, Some("busy".into()), None, t0, 1_100)
+            .unwrap();
+        assert_eq!(
+            (end.attempt, end.outcome, end.fail),
+            (Some(1), AttemptOutcome::Nacked, None)
+        );
+        assert_eq!(end.sent_at, Some(1_000));
+        // Not before its backoff, however long past the ack timeout that is not.
+        assert!(w.take_due(t0 + nack_backoff(1) / 2, 0).is_empty());
+        let again = w.take_due(t0 + nack_backoff(1), 2_100);
+        assert_eq!((seqs(&again), again[0].attempt), (vec![1], 2));
+        assert!(w.take_ends().is_empty(), "the nack was its attempt's end");
+
+        let end = w.nack(&b, false, None, None, t0, 1_200).unwrap();
+        assert_eq!(end.fail, Some(FailReason::Nacked));
+        assert_eq!(end.failed_reason().as_deref(), Some("nacked"));
+        assert_eq!(w.unacked(), 1, "given up, it leaves the window");
+        assert!(w
+            .take_due(t0 + TIMEOUT * 10, 0)
+            .iter()
+            .all(|s| s.delivery.id != b));
+    }
+
+    #[test]
+    fn the_last_attempt_allowed_gives_the_delivery_up_when_it_times_out() {
+        let t0 = Instant::now();
+        let (mut w, sent) = limited(2, 1, t0);
+        assert_eq!(sent[0].attempt, 1);
+        let again = w.take_due(t0 + TIMEOUT, 0);
+        assert_eq!(again[0].attempt, 2);
+        let ends = w.take_ends();
+        assert_eq!(
+            (ends[0].outcome, ends[0].fail),
+            (AttemptOutcome::Timeout, None)
+        );
+        assert!(w.take_due(t0 + TIMEOUT * 2, 0).is_empty());
+        let ends = w.take_ends();
+        assert_eq!(ends[0].fail, Some(FailReason::MaxAttempts(2)));
+        assert_eq!(ends[0].attempt, Some(2));
+        assert_eq!(w.unacked(), 0);
+    }
+
+    #[test]
+    fn a_delivery_loaded_out_of_attempts_is_given_up_not_sent_unless_redelivered() {
+        let mut w = in_sync_window(10, 1 << 20);
+        w.max_attempts = 3;
+        let mut spent = delivery(1, 1);
+        spent.attempts = 3;
+        let mut redelivered = delivery(2, 1);
+        redelivered.attempts = 3;
+        redelivered.attempt_base = 3;
+        w.push(0, vec![Arc::new(spent), Arc::new(redelivered)]);
+        let sent = w.take_sendable(Instant::now(), 0);
+        assert_eq!((seqs(&sent), sent[0].attempt), (vec![2], 4));
+        let ends = w.take_ends();
+        assert_eq!(ends.len(), 1);
+        assert_eq!(ends[0].fail, Some(FailReason::MaxAttempts(3)));
+    }
+
+    #[test]
+    fn a_disconnect_ends_every_attempt_in_flight_and_a_settled_one_is_never_sent() {
+        let t0 = Instant::now();
+        let (mut w, sent) = limited(1, 3, t0);
+        w.settle(std::slice::from_ref(&sent[0].delivery.id));
+        let ends = w.disconnected(5_000);
+        assert_eq!(
+            ends.iter()
+                .map(|e| (e.attempt, e.outcome))
+                .collect::<Vec<_>>(),
+            [(Some(1), AttemptOutcome::Disconnected); 2]
+        );
+        assert!(ends
+            .iter()
+            .all(|e| e.fail == Some(FailReason::MaxAttempts(1))));
+        assert_eq!(ends[0].id, sent[1].delivery.id, "in queue order");
+        assert_eq!(w.unacked(), 0);
     }
 
     #[derive(Debug, Clone)]

@@ -83,6 +83,15 @@ impl Store {
         before: Option<&DeliveryId>,
         limit: u32,
     ) -> Result<Vec<ActivityRecord>, StoreError> {
+        // An id is looked up, not searched for: the delivery's own id by its unique index,
+        // a provider's id by its dedupe key (the delivery that first carried it), so that
+        // finding one delivery among a webhook's millions reads a few pages.
+        let by_id = if filter.id.is_some() {
+            "AND seq IN (SELECT seq FROM deliveries WHERE id = ?9
+                         UNION ALL SELECT seq FROM delivery_dedupe WHERE key = ?10)"
+        } else {
+            "AND ?9 IS NULL AND ?10 IS NULL"
+        };
         let rows = sqlx::query(&format!(
             "SELECT {ACTIVITY_COLUMNS} FROM deliveries
              WHERE webhook_id = ?1 AND agent_id = ?2
@@ -90,7 +99,7 @@ impl Store {
                AND (?4 IS NULL OR seq < (SELECT seq FROM deliveries WHERE id = ?4 AND webhook_id = ?1))
                AND (?6 IS NULL OR event = ?6)
                AND received_at >= ?7 AND received_at < ?8
-               AND (?9 IS NULL OR id = ?9 OR provider_delivery_id = ?9)
+               {by_id}
              ORDER BY seq DESC LIMIT ?5"
         ))
         .bind(webhook_id.as_str())
@@ -102,6 +111,12 @@ impl Store {
         .bind(filter.since.unwrap_or(i64::MIN))
         .bind(filter.until.unwrap_or(i64::MAX))
         .bind(filter.id.as_deref())
+        .bind(
+            filter
+                .id
+                .as_deref()
+                .map(|pid| super::dedupe::key(webhook_id.as_str(), pid)),
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(activity_from_row).collect()

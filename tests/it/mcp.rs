@@ -389,6 +389,64 @@ async fn an_event_not_acked_in_time_comes_back_as_the_next_attempt() {
 }
 
 #[actix_web::test]
+async fn an_event_whose_leases_keep_running_out_fails_at_max_attempts_and_the_next_goes_on() {
+    let app = spawn_app_with(|c| {
+        c.ack_timeout = Duration::from_secs(1);
+        c.max_attempts = 2;
+    })
+    .await;
+    let (_, token) = app.create_agent("llm").await;
+    let wid = generic_webhook(&app, &token).await;
+    let posted = post_events(&app, &wid, 2).await;
+    let mut mcp = McpClient::http(&app.base, &token).await;
+    let mut attempts_of_first = Vec::new();
+    let mut acked = Vec::new();
+    // Calls until one waits out its whole wait with nothing: the first is never acked.
+    loop {
+        let r = mcp
+            .ok("next_events", json!({"max": 5, "waitSeconds": 3}))
+            .await;
+        let events = r["events"].as_array().unwrap().clone();
+        if events.is_empty() {
+            break;
+        }
+        for e in events {
+            let id = s(&e["deliveryId"]);
+            if id == posted[0] {
+                attempts_of_first.push(e["attempt"].as_i64().unwrap());
+            } else {
+                mcp.ok("ack_events", json!({"deliveryIds": [id]})).await;
+                acked.push(id);
+            }
+        }
+    }
+    assert_eq!(attempts_of_first, [1, 2]);
+    assert_eq!(acked, [posted[1].clone()]);
+    let failed = wait_status(&app, &token, &wid, &posted[0], "failed").await;
+    assert_eq!(failed["reason"], "gave up after 2 attempts");
+    let detail = app
+        .get(
+            &format!("/v1/agents/me/webhooks/{wid}/deliveries/{}", posted[0]),
+            &token,
+        )
+        .await;
+    let history: Vec<(Value, Value, Value)> = detail.json["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["attempt"].clone(), h["via"].clone(), h["outcome"].clone()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (json!(1), json!("mcp"), json!("timeout")),
+            (json!(2), json!("mcp"), json!("timeout"))
+        ]
+    );
+    mcp.close().await;
+}
+
+#[actix_web::test]
 async fn a_wait_returns_empty_at_its_end_and_at_once_when_an_event_arrives() {
     let app = spawn_app().await;
     let (_, token) = app.create_agent("llm").await;
