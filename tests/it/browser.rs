@@ -933,10 +933,34 @@ async fn an_owner_sees_a_failed_delivery_with_its_history_and_discards_searches_
         "document.querySelectorAll('#deliveries-table tbody tr').length === 3",
     )
     .await;
+    // By time: from an hour ahead (local time, as the input takes it), nothing; cleared, all.
+    b.js("(() => { const t = new Date(Date.now() + 3600e3); t.setMinutes(t.getMinutes() - t.getTimezoneOffset()); document.querySelector('#search-since').value = t.toISOString().slice(0, 19); return true; })()")
+        .await;
+    b.click("#search").await;
+    b.find("#deliveries-empty").await;
+    b.click("#search-clear").await;
+    b.until(
+        "every row again",
+        "document.querySelectorAll('#deliveries-table tbody tr').length === 3",
+    )
+    .await;
 
     // Redeliver matching: the count comes before the button that queues them.
     b.click("#redeliver-matching").await;
     b.find("#redeliver-matching-panel").await;
+    assert_eq!(
+        b.attr("#match-confirm", "disabled").await.as_deref(),
+        Some("true")
+    );
+    // Narrowed to an event type, one; and a changed filter must be counted again.
+    b.fill("#match-event", "issues").await;
+    b.click("#match-dry-run").await;
+    b.until(
+        "the count",
+        "document.querySelector('#match-count').textContent.includes('1 delivery matches')",
+    )
+    .await;
+    b.fill("#match-event", " ").await;
     assert_eq!(
         b.attr("#match-confirm", "disabled").await.as_deref(),
         Some("true")
