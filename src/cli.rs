@@ -1,4 +1,5 @@
-//! The command line: `serve`, `account create`, `agent create`, `listen`, `mcp`.
+//! The command line: `serve`, `account create|list|rotate-token`, `agent create`,
+//! `backup`, `listen`, `mcp`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -10,6 +11,7 @@ use crate::{
     config::Config,
     crypto::{parse_secret, Secret},
     domain::ids::AccountId,
+    error::ApiError,
     logging, mcp,
     service::{accounts, agents},
     shutdown,
@@ -47,6 +49,9 @@ enum Command {
     /// Serve the agent's MCP tools on stdin/stdout, relayed to a running hub: for MCP
     /// clients that start a command. Logs go to stderr.
     Mcp(McpArgs),
+    /// Copy the hub's database to a file, consistently, while the hub serves. The master
+    /// key is not in the copy: keep it apart (see README, "Backup and restore").
+    Backup(BackupArgs),
 }
 
 #[derive(clap::Args)]
@@ -60,14 +65,51 @@ struct McpArgs {
     token: Secret,
 }
 
+/// The data directory of a hub, for the commands that run beside it (or without it).
+#[derive(clap::Args)]
+struct DataDir {
+    #[arg(long, env = "HOOKHUB_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+impl DataDir {
+    /// The hub's store, which must exist unless `init`: a mistyped directory would
+    /// otherwise get a new, empty database whose tokens the running hub does not know.
+    async fn open(&self, init: bool) -> Result<Store, String> {
+        if !init && !Store::exists_in(&self.data_dir) {
+            return Err(format!(
+                "{} holds no hub database; check --data-dir (or HOOKHUB_DATA_DIR), or pass --init to create one there",
+                self.data_dir.display()
+            ));
+        }
+        Store::open(&self.data_dir).await.map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Subcommand)]
 enum AccountCommand {
     /// Create an owner account and print it, with its token, as JSON.
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long, env = "HOOKHUB_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        /// Create the data directory's database if there is none yet.
+        #[arg(long)]
+        init: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Print every account (never a token) as JSON.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Give an account a new owner token, printed once as JSON: for an owner who lost
+    /// theirs. The old token stops working, and the account's dashboard sessions end.
+    RotateToken {
+        #[arg(long)]
+        account: String,
+        #[command(flatten)]
+        dir: DataDir,
     },
 }
 
@@ -79,25 +121,43 @@ enum AgentCommand {
         account: String,
         #[arg(long)]
         name: String,
-        #[arg(long, env = "HOOKHUB_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        /// Create the data directory's database if there is none yet.
+        #[arg(long)]
+        init: bool,
+        #[command(flatten)]
+        dir: DataDir,
     },
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Where to write the copy: a new file (an existing one is not overwritten).
+    #[arg(long)]
+    to: PathBuf,
+    #[command(flatten)]
+    dir: DataDir,
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(config) => serve(*config).await,
-        Command::Account {
-            command: AccountCommand::Create { name, data_dir },
-        } => account_create(&name, &data_dir).await,
+        Command::Account { command } => match command {
+            AccountCommand::Create { name, init, dir } => account_create(&name, &dir, init).await,
+            AccountCommand::List { dir } => account_list(&dir).await,
+            AccountCommand::RotateToken { account, dir } => {
+                account_rotate_token(&account, &dir).await
+            }
+        },
         Command::Agent {
             command:
                 AgentCommand::Create {
                     account,
                     name,
-                    data_dir,
+                    init,
+                    dir,
                 },
-        } => agent_create(&account, &name, &data_dir).await,
+        } => agent_create(&account, &name, &dir, init).await,
+        Command::Backup(args) => backup(&args).await,
         Command::Listen(args) => client::run(*args).await,
         Command::Mcp(args) => mcp::stdio::run(&args.url, &args.token).await,
     };
@@ -166,8 +226,8 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     Ok(())
 }
 
-async fn account_create(name: &str, data_dir: &std::path::Path) -> Result<(), String> {
-    let store = Store::open(data_dir).await.map_err(|e| e.to_string())?;
+async fn account_create(name: &str, dir: &DataDir, init: bool) -> Result<(), String> {
+    let store = dir.open(init).await?;
     let created = accounts::create_account(&store, name)
         .await
         .map_err(|e| e.public_message())?;
@@ -175,9 +235,34 @@ async fn account_create(name: &str, data_dir: &std::path::Path) -> Result<(), St
     print_json(&created)
 }
 
-async fn agent_create(account: &str, name: &str, data_dir: &std::path::Path) -> Result<(), String> {
-    let account_id = AccountId::parse(account)
-        .ok_or_else(|| format!("`{account}` is not an account id (acct_…)"))?;
+async fn account_list(dir: &DataDir) -> Result<(), String> {
+    let store = dir.open(false).await?;
+    let listed = accounts::list(&store)
+        .await
+        .map_err(|e| e.public_message())?;
+    store.close().await;
+    print_json(&serde_json::json!({ "accounts": listed }))
+}
+
+async fn account_rotate_token(account: &str, dir: &DataDir) -> Result<(), String> {
+    let account_id = parse_account(account)?;
+    let store = dir.open(false).await?;
+    let rotated = accounts::replace_token(&store, &account_id, None)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound => format!("no account {account_id}"),
+            e => e.public_message(),
+        })?;
+    store.close().await;
+    print_json(&rotated)
+}
+
+fn parse_account(account: &str) -> Result<AccountId, String> {
+    AccountId::parse(account).ok_or_else(|| format!("`{account}` is not an account id (acct_…)"))
+}
+
+async fn agent_create(account: &str, name: &str, dir: &DataDir, init: bool) -> Result<(), String> {
+    let account_id = parse_account(account)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > crate::domain::MAX_NAME {
         return Err(format!(
@@ -185,7 +270,7 @@ async fn agent_create(account: &str, name: &str, data_dir: &std::path::Path) -> 
             crate::domain::MAX_NAME
         ));
     }
-    let store = Store::open(data_dir).await.map_err(|e| e.to_string())?;
+    let store = dir.open(init).await?;
     if !store
         .account_exists(&account_id)
         .await
@@ -198,4 +283,22 @@ async fn agent_create(account: &str, name: &str, data_dir: &std::path::Path) -> 
         .map_err(|e| e.public_message())?;
     store.close().await;
     print_json(&created)
+}
+
+async fn backup(args: &BackupArgs) -> Result<(), String> {
+    if args.to.exists() {
+        return Err(format!(
+            "{} exists; give a new file to write the copy to",
+            args.to.display()
+        ));
+    }
+    let store = args.dir.open(false).await?;
+    let copied = store.backup_to(&args.to).await;
+    store.close().await;
+    let bytes = copied.map_err(|e| format!("backup to {}: {e}", args.to.display()))?;
+    print_json(&serde_json::json!({
+        "backup": args.to.display().to_string(),
+        "bytes": bytes,
+        "note": "the master key is not in the backup: keep it apart, and restore it with the backup",
+    }))
 }

@@ -118,7 +118,14 @@ impl MasterKey {
     /// From `HOOKHUB_MASTER_KEY` (base64 of 32 bytes) when given, else from the key file in
     /// the data directory, which is created with mode 0600 on first use (and made so if
     /// found readable by others).
-    pub fn load(from_env: Option<&Secret>, data_dir: &Path) -> Result<Self, CryptoError> {
+    ///
+    /// `sealed_before`: the data directory already holds what a master key sealed. Then a
+    /// missing key file is an error, not a reason to make a new key that opens nothing.
+    pub fn load(
+        from_env: Option<&Secret>,
+        data_dir: &Path,
+        sealed_before: bool,
+    ) -> Result<Self, CryptoError> {
         if let Some(encoded) = from_env {
             return Self::from_base64(encoded.expose().trim())
                 .map_err(|e| CryptoError::MasterKey(format!("HOOKHUB_MASTER_KEY: {e}")));
@@ -128,6 +135,13 @@ impl MasterKey {
         match fs::read_to_string(&path) {
             Ok(encoded) => Self::from_base64(encoded.trim())
                 .map_err(|e| CryptoError::MasterKey(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && sealed_before => {
+                Err(CryptoError::MasterKey(format!(
+                    "{} is missing, and this data directory holds secrets sealed with a master key; \
+                     put back the master.key it was started with, or give that key as HOOKHUB_MASTER_KEY",
+                    path.display()
+                )))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = random_bytes::<32>()?;
                 write_private_file(&path, STANDARD.encode(key).as_bytes())
@@ -196,6 +210,11 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     f.write_all(contents)?;
     f.sync_all()
 }
+
+/// What the master key check seals: a text of our own, with associated data of its own,
+/// so that no sealed secret can pass for it.
+pub const KEY_CHECK_TEXT: &str = "hookhub master key check v1";
+pub const KEY_CHECK_AAD: &str = "hub/master-key-check";
 
 /// Associated data for sealing a webhook's signing secret (current and previous).
 pub fn signing_aad(id: &WebhookId) -> String {
@@ -280,12 +299,12 @@ mod tests {
     #[test]
     fn sealed_secret_opens_only_with_its_aad() {
         let dir = tempfile::tempdir().unwrap();
-        let key = MasterKey::load(None, dir.path()).unwrap();
+        let key = MasterKey::load(None, dir.path(), false).unwrap();
         let sealed = key.seal("whsec_abc", "whk_1").unwrap();
         assert_eq!(key.open(&sealed, "whk_1").unwrap().expose(), "whsec_abc");
         assert!(key.open(&sealed, "whk_2").is_err());
         // The key file is reused, and private.
-        let again = MasterKey::load(None, dir.path()).unwrap();
+        let again = MasterKey::load(None, dir.path(), false).unwrap();
         assert_eq!(again.open(&sealed, "whk_1").unwrap().expose(), "whsec_abc");
         #[cfg(unix)]
         {
@@ -302,8 +321,8 @@ mod tests {
     fn master_key_from_env_must_be_32_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let short = Secret::new(STANDARD.encode([1u8; 16]));
-        assert!(MasterKey::load(Some(&short), dir.path()).is_err());
+        assert!(MasterKey::load(Some(&short), dir.path(), false).is_err());
         let ok = Secret::new(STANDARD.encode([7u8; 32]));
-        assert!(MasterKey::load(Some(&ok), dir.path()).is_ok());
+        assert!(MasterKey::load(Some(&ok), dir.path(), false).is_ok());
     }
 }

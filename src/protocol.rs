@@ -57,6 +57,10 @@ pub fn encode_body(body: &[u8]) -> (Cow<'_, str>, &'static str) {
 /// should not reconnect, or the two would replace each other forever.
 pub const CLOSE_REPLACED: u16 = 4000;
 
+/// Close code for a socket whose token was rotated or whose agent was deleted: the token
+/// it opened with no longer works, so reconnecting with it is pointless.
+pub const CLOSE_REVOKED: u16 = 4001;
+
 /// What the agent's own handler answered, reported with an ack or a nack for the
 /// delivery's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -525,5 +529,6 @@ mod tests {
             );
         }
         assert!(page.contains(&format!("| {CLOSE_REPLACED} |")));
+        assert!(page.contains(&format!("| {CLOSE_REVOKED} |")));
     }
 }

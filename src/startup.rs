@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admission::{connection_budget, open_file_limit, BodySlots, ConnectionsPerIp},
     config::Config,
-    crypto::{CryptoError, MasterKey},
+    crypto::{self, CryptoError, MasterKey},
     datadir,
     domain::BacklogCap,
     error::ApiError,
@@ -50,6 +50,8 @@ pub enum StartupError {
     DataDirLock(io::Error),
     #[error("data directory: {0}")]
     DataDir(io::Error),
+    #[error("this data directory was sealed with another master key; {hint}. Without the key it was sealed with, none of its signing or provider secrets can be opened")]
+    WrongMasterKey { hint: String },
     #[error("serializing the OpenAPI document: {0}")]
     OpenApi(serde_json::Error),
 }
@@ -73,7 +75,7 @@ impl Application {
         }
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let store = Store::open(&config.data_dir).await?;
-        let key = MasterKey::load(config.master_key.as_ref(), &config.data_dir)?;
+        let key = open_master_key(&store, &config).await?;
         // A newcomer needs something to sign in with.
         let first_owner = if store.count_accounts().await? == 0 {
             Some(
@@ -208,6 +210,48 @@ impl Application {
             Err(e) => Err(io::Error::other(e)),
         }
     }
+}
+
+/// The master key, checked against the data directory before anything is served: a
+/// directory restored without its key, or started with another one, refuses to start
+/// instead of answering every sender 500. The first start seals a check value; a
+/// directory from before the check existed is checked against a sealed signing secret.
+async fn open_master_key(store: &Store, config: &Config) -> Result<MasterKey, StartupError> {
+    let check = store.master_key_check().await?;
+    let older = match check {
+        Some(_) => None,
+        None => store.any_sealed_signing_secret().await?,
+    };
+    let key = MasterKey::load(
+        config.master_key.as_ref(),
+        &config.data_dir,
+        check.is_some() || older.is_some(),
+    )?;
+    let opens = match (&check, &older) {
+        (Some(sealed), _) => key
+            .open(sealed, crypto::KEY_CHECK_AAD)
+            .is_ok_and(|text| text.expose() == crypto::KEY_CHECK_TEXT),
+        (None, Some((webhook, sealed))) => key.open(sealed, &crypto::signing_aad(webhook)).is_ok(),
+        (None, None) => true,
+    };
+    if !opens {
+        let hint = if config.master_key.is_some() {
+            "HOOKHUB_MASTER_KEY (or --master-key) is not that key: give the one it was started with"
+                .to_owned()
+        } else {
+            format!(
+                "{} is not that key: put back the master.key it was started with, or give that key as HOOKHUB_MASTER_KEY",
+                config.data_dir.join("master.key").display()
+            )
+        };
+        return Err(StartupError::WrongMasterKey { hint });
+    }
+    if check.is_none() {
+        store
+            .set_master_key_check(&key.seal(crypto::KEY_CHECK_TEXT, crypto::KEY_CHECK_AAD)?)
+            .await?;
+    }
+    Ok(key)
 }
 
 /// One server per data directory: its delivery writer numbers rows and queue positions

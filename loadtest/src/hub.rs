@@ -57,7 +57,14 @@ impl Hub {
         // The owner is made by the CLI, whose output is JSON, so that nothing depends on
         // the wording of the server's first-start banner.
         let out = Command::new(bin)
-            .args(["account", "create", "--name", "loadtest", "--data-dir"])
+            .args([
+                "account",
+                "create",
+                "--init",
+                "--name",
+                "loadtest",
+                "--data-dir",
+            ])
             .arg(&data_dir)
             .env("RUST_LOG", "warn")
             .output()

@@ -105,6 +105,12 @@ pub(super) async fn stay_connected(
                                 .to_owned(),
                         )
                     }
+                    Ended::Revoked => {
+                        return Err(
+                            "the hub closed the connection: this agent's token was rotated or the agent deleted; start again with the new token"
+                                .to_owned(),
+                        )
+                    }
                     Ended::Lost(why) => tracing::warn!(
                         reason = %why, retry_in_ms = wait.as_millis() as u64,
                         "connection to the hub lost; reconnecting"
@@ -143,6 +149,8 @@ async fn write_frames(
 
 enum Ended {
     Replaced,
+    /// The token no longer works: reconnecting with it would only be refused.
+    Revoked,
     Lost(String),
 }
 
@@ -175,6 +183,7 @@ async fn read_frames<E: std::fmt::Display>(
                 let _ = link.try_send(ws::Message::Close(None));
                 return match reason {
                     Some(r) if u16::from(r.code) == protocol::CLOSE_REPLACED => Ended::Replaced,
+                    Some(r) if u16::from(r.code) == protocol::CLOSE_REVOKED => Ended::Revoked,
                     Some(r) => Ended::Lost(format!(
                         "closed by the hub: {}",
                         r.description

@@ -1,5 +1,7 @@
 //! `GET /v1/agent/connect`: an agent's WebSocket.
 
+use std::time::Instant;
+
 use actix::Actor;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
@@ -47,6 +49,7 @@ async fn connect(
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     let token = bearer_token(&req).ok_or(ApiError::Unauthorized)?;
+    let authenticated_at = Instant::now();
     let Caller::Agent(agent) = authenticate(&hub, token).await? else {
         // An owner token is not an agent.
         return Err(ApiError::Unauthorized.into());
@@ -54,7 +57,7 @@ async fn connect(
     // Room for a full window of deliveries plus control frames and call results.
     let (out_tx, out_rx) = mpsc::channel(hub.config.window as usize + 64);
     let (response, reader) = wire::accept(&req, body, out_rx, MAX_INBOUND_FRAME)?;
-    let session = AgentSession::new(hub.into_inner(), agent, out_tx).start();
+    let session = AgentSession::new(hub.into_inner(), agent, authenticated_at, out_tx).start();
     actix_web::rt::spawn(read_socket(reader, session));
     Ok(response)
 }

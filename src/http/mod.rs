@@ -4,6 +4,7 @@
 //! Every route is registered through [`Routes`], which is also where the OpenAPI document
 //! ([`openapi`]) is collected from, so that the document and the routes cannot differ.
 
+pub mod account;
 pub mod agents;
 pub mod auth;
 pub mod connect;
@@ -91,6 +92,7 @@ impl<'c, 's> Routes<'c, 's> {
 pub fn configure(routes: &mut Routes) {
     health::configure(routes);
     dashboard::configure(routes);
+    account::configure(routes);
     agents::configure(routes);
     webhooks::configure(routes);
     deliveries::configure(routes);

@@ -36,6 +36,7 @@ pub fn configure(routes: &mut Routes) {
     paths(mcp),
     modifiers(&BearerTokens),
     tags(
+        (name = "account", description = "The owner's own account"),
         (name = "agents", description = "An owner's agents"),
         (name = "webhooks", description = "An agent's webhooks, managed by its owner or by the agent itself"),
         (name = "deliveries", description = "What a webhook received, and handing it to the agent again"),

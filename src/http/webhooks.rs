@@ -1,4 +1,4 @@
-use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -19,6 +19,7 @@ pub fn configure(routes: &mut super::Routes) {
         .documented(list)
         .documented(get)
         .documented(deactivate)
+        .documented(rename)
         .documented(rotate)
         .documented(set_provider_secret);
 }
@@ -165,6 +166,48 @@ async fn set_provider_secret(
     let body = super::json_object(&req, payload).await?;
     webhooks::set_provider_secret(&hub, &caller, &agent, &webhook, &body).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A webhook's new name.
+#[derive(serde::Deserialize, ToSchema)]
+pub struct Rename {
+    /// 1 to 200 characters, surrounding whitespace trimmed.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+}
+
+/// Rename a webhook.
+///
+/// Its id, URL and secrets stay as they are.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "renameWebhook",
+    params(WebhookPath),
+    security(("ownerToken" = []), ("agentToken" = [])),
+    request_body = Rename,
+    responses(
+        (status = 200, description = "Renamed", body = WebhookView),
+        (status = 400, description = "Not a JSON object, or `name` is missing or invalid", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such webhook of the caller's", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "Too many bodies still arriving from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
+#[patch("/v1/agents/{agent}/webhooks/{webhook}")]
+async fn rename(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<WebhookPath>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let WebhookPath { agent, webhook } = path.into_inner();
+    webhooks::get(&hub, &caller, &agent, &webhook).await?;
+    let body = super::json_object(&req, payload).await?;
+    Ok(HttpResponse::Ok().json(webhooks::rename(&hub, &caller, &agent, &webhook, &body).await?))
 }
 
 /// Deactivate a webhook.

@@ -16,6 +16,8 @@ use std::{
     },
 };
 
+use std::time::{Duration, Instant};
+
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
@@ -28,6 +30,9 @@ use crate::{
     protocol,
 };
 
+/// How long a revocation is remembered against connections still registering.
+const REVOKED_MEMORY: Duration = Duration::from_secs(60);
+
 struct Online {
     push: Recipient<Push>,
     close: Recipient<Close>,
@@ -38,6 +43,9 @@ struct Online {
 #[derive(Default)]
 pub struct Registry {
     online: HashMap<AgentId, Online>,
+    /// When each agent's credentials were last revoked: a connection authenticated
+    /// before that, which registers only after it, is refused rather than kept alive.
+    revoked: HashMap<AgentId, Instant>,
     next_generation: u64,
     metrics: Arc<Metrics>,
     /// Pull calls waiting for a delivery, per agent without a socket.
@@ -63,9 +71,16 @@ impl Actor for Registry {
 }
 
 impl Handler<Register> for Registry {
-    type Result = u64;
+    type Result = Option<u64>;
 
-    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> u64 {
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Option<u64> {
+        if self
+            .revoked
+            .get(&msg.agent_id)
+            .is_some_and(|at| *at >= msg.authenticated_at)
+        {
+            return None;
+        }
         self.next_generation += 1;
         let generation = self.next_generation;
         // Pull calls waiting for this agent end: its deliveries now go to the socket.
@@ -88,7 +103,27 @@ impl Handler<Register> for Registry {
             });
         }
         self.metrics.connected_agents.set(self.online.len() as i64);
-        generation
+        Some(generation)
+    }
+}
+
+impl Handler<Revoke> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) {
+        let now = Instant::now();
+        // Authenticating and registering take milliseconds; a minute covers any
+        // connection caught between the two, and bounds the map.
+        self.revoked
+            .retain(|_, at| now.duration_since(*at) < REVOKED_MEMORY);
+        self.revoked.insert(msg.agent_id.clone(), now);
+        if let Some(online) = self.online.remove(&msg.agent_id) {
+            online.close.do_send(Close {
+                code: protocol::CLOSE_REVOKED,
+                reason: msg.reason,
+            });
+            self.metrics.connected_agents.set(self.online.len() as i64);
+        }
     }
 }
 
@@ -221,17 +256,29 @@ impl Route {
     }
 }
 
-/// Session → registry: this agent is online on this session.
+/// Session → registry: this agent is online on this session. `None` in answer: its
+/// credentials were revoked after it authenticated.
 #[derive(Message)]
-#[rtype(result = "u64")]
+#[rtype(result = "Option<u64>")]
 pub struct Register {
     pub agent_id: AgentId,
+    /// When the connection's token was checked.
+    pub authenticated_at: Instant,
     /// Where this agent's deliveries go. The registry names what a session receives,
     /// never the session's type, so the two do not depend on each other.
     pub push: Recipient<Push>,
     pub close: Recipient<Close>,
     /// The highest queue position routed to this session; written by the registry only.
     pub routed: Arc<AtomicI64>,
+}
+
+/// Service → registry: the agent's token was rotated or the agent deleted: close its
+/// socket with 4001, and refuse any connection that authenticated before now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Revoke {
+    pub agent_id: AgentId,
+    pub reason: &'static str,
 }
 
 /// Session → registry: this session has ended. Ignored if a newer one has replaced it.

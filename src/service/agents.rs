@@ -2,7 +2,8 @@
 
 use super::{
     input::{self, Object},
-    views::{AgentView, CreatedAgent},
+    resolve_agent,
+    views::{AgentDeactivated, AgentView, CreatedAgent, RotatedAgentToken},
     Hub,
 };
 use crate::{
@@ -10,9 +11,9 @@ use crate::{
     crypto::{self, AGENT_TOKEN_PREFIX},
     domain::ids::{AccountId, AgentId},
     error::ApiError,
-    pipeline::registry::ConnectedAgents,
+    pipeline::registry::{ConnectedAgents, Revoke},
     service::Caller,
-    store::Store,
+    store::{OwnedAgent, Store},
 };
 
 fn owner_only(caller: &Caller) -> Result<&AccountId, ApiError> {
@@ -84,4 +85,117 @@ pub async fn list(hub: &Hub, caller: &Caller) -> Result<Vec<AgentView>, ApiError
         views.push(AgentView::new(a, connected.contains(&a.id), backlog));
     }
     Ok(views)
+}
+
+/// The agent named by the path, which only its owner may change.
+async fn owners_agent(hub: &Hub, caller: &Caller, agent_ref: &str) -> Result<OwnedAgent, ApiError> {
+    owner_only(caller)?;
+    resolve_agent(hub, caller, agent_ref).await
+}
+
+fn deactivated_conflict() -> ApiError {
+    ApiError::Conflict(
+        "the agent is deleted; its history stays readable, nothing else changes".to_owned(),
+    )
+}
+
+/// One agent as listed, for answers that return it.
+async fn view(hub: &Hub, owner: &OwnedAgent) -> Result<AgentView, ApiError> {
+    let agent = hub
+        .store
+        .get_agent(owner)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let connected = hub
+        .registry
+        .send(ConnectedAgents)
+        .await
+        .map_err(ApiError::internal)?;
+    let backlog = hub.store.backlog_depth(&agent.id).await?;
+    Ok(AgentView::new(
+        &agent,
+        connected.contains(&agent.id),
+        backlog,
+    ))
+}
+
+pub async fn rename(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    body: &Object,
+) -> Result<AgentView, ApiError> {
+    let owner = owners_agent(hub, caller, agent_ref).await?;
+    let NewAgent { name } = NewAgent::from_object(body)?;
+    hub.store
+        .rename_agent(&owner, &name, clock::now_ms())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(agent_id = %owner.id(), "agent renamed");
+    view(hub, &owner).await
+}
+
+/// A new token for the agent, by its owner or by the agent itself. The old token stops
+/// with the commit, and the socket opened with it is closed before this answers.
+pub async fn rotate_token(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+) -> Result<RotatedAgentToken, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let token = crypto::new_token(AGENT_TOKEN_PREFIX)?;
+    if !hub
+        .store
+        .replace_agent_token(&owner, &token.hash, clock::now_ms())
+        .await?
+    {
+        return Err(deactivated_conflict());
+    }
+    revoke(hub, &owner, "token rotated").await?;
+    tracing::info!(agent_id = %owner.id(), "agent token rotated");
+    Ok(RotatedAgentToken {
+        agent_id: owner.id().to_string(),
+        token: token.plaintext.expose().to_owned(),
+    })
+}
+
+/// Deletes an agent by deactivating it: its token stops, its socket is closed, its
+/// webhooks stop accepting (404), and its deliveries stay readable. Idempotent.
+pub async fn deactivate(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+) -> Result<AgentDeactivated, ApiError> {
+    let owner = owners_agent(hub, caller, agent_ref).await?;
+    let webhooks = hub.store.deactivate_agent(&owner, clock::now_ms()).await?;
+    for id in &webhooks {
+        hub.webhooks.invalidate(id);
+    }
+    revoke(hub, &owner, "agent deleted").await?;
+    if owner.is_active() {
+        tracing::info!(agent_id = %owner.id(), webhooks = webhooks.len(), "agent deleted");
+    }
+    Ok(AgentDeactivated {
+        agent_id: owner.id().to_string(),
+        active: false,
+    })
+}
+
+async fn revoke(hub: &Hub, owner: &OwnedAgent, reason: &'static str) -> Result<(), ApiError> {
+    hub.registry
+        .send(Revoke {
+            agent_id: owner.id().clone(),
+            reason,
+        })
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Refuses changes to a deleted agent (creating webhooks for it, rotating its token).
+pub fn require_active(owner: &OwnedAgent) -> Result<(), ApiError> {
+    if owner.is_active() {
+        Ok(())
+    } else {
+        Err(deactivated_conflict())
+    }
 }

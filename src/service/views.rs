@@ -39,6 +39,8 @@ pub struct AgentView {
     pub created_at: String,
     /// Deliveries waiting for the agent's ack (queued or sent).
     pub backlog_depth: i64,
+    /// False once deleted: its token and webhooks no longer work; its history stays.
+    pub active: bool,
 }
 
 impl AgentView {
@@ -50,8 +52,44 @@ impl AgentView {
             last_seen_at: a.last_seen_at.map(rfc3339),
             created_at: rfc3339(a.created_at),
             backlog_depth,
+            active: a.active,
         }
     }
+}
+
+/// A deleted (deactivated) agent.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDeactivated {
+    pub agent_id: String,
+    pub active: bool,
+}
+
+/// A new agent token, the only time it is shown.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedAgentToken {
+    pub agent_id: String,
+    /// `hh_agent_…`: the previous token stopped working with this answer.
+    pub token: String,
+}
+
+/// A new owner token, the only time it is shown.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedAccountToken {
+    pub account_id: String,
+    /// `hh_owner_…`: the previous token stopped working with this answer.
+    pub token: String,
+}
+
+/// An account as `hookhub account list` prints it: never a token.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    pub account_id: String,
+    pub name: String,
+    pub created_at: String,
 }
 
 /// The create response: exactly the seed's shape, the only time the secret is shown.

@@ -68,6 +68,7 @@ pub async fn create(
     new: NewWebhook,
 ) -> Result<CreatedWebhook, ApiError> {
     let owner = resolve_agent(hub, caller, agent_ref).await?;
+    super::agents::require_active(&owner)?;
     let NewWebhook { name, provider } = new;
     let id = WebhookId::generate();
     let secret = crypto::new_signing_secret()?;
@@ -150,6 +151,25 @@ pub async fn rotate(
         webhook_id: id.to_string(),
         signing_secret: secret.expose().to_owned(),
     })
+}
+
+pub async fn rename(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+    body: &Object,
+) -> Result<WebhookView, ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let id = parse_webhook_id(webhook_ref)?;
+    let name = input::required_str(body, "name", domain::MAX_NAME)?;
+    let w = hub
+        .store
+        .rename_webhook(&owner, &id, &name, clock::now_ms())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(webhook_id = %id, "webhook renamed");
+    Ok(WebhookView::new(&w, &hub.public_url))
 }
 
 /// The secret Stripe or Slack issued for a webhook, which its requests are verified with.

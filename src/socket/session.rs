@@ -79,6 +79,7 @@ pub struct AgentSession {
     signer: Signer,
     /// Tool calls running, at most [`MAX_CALLS_IN_FLIGHT`].
     calls: usize,
+    authenticated_at: Instant,
     last_heard: Instant,
     last_ping: Instant,
     /// The next tick, and whether it is the long one of a quiet session.
@@ -86,11 +87,19 @@ pub struct AgentSession {
 }
 
 impl AgentSession {
-    pub fn new(hub: Arc<Hub>, agent: OwnedAgent, out: mpsc::Sender<Outbound>) -> Self {
+    /// `authenticated_at`: when the agent's token was checked, so that a revocation that
+    /// came after the check but before this session registered still ends it.
+    pub fn new(
+        hub: Arc<Hub>,
+        agent: OwnedAgent,
+        authenticated_at: Instant,
+        out: mpsc::Sender<Outbound>,
+    ) -> Self {
         let config = hub.config.clone();
         Self {
             hub,
             agent,
+            authenticated_at,
             out,
             window: Window::new(
                 config.window as usize,
@@ -463,6 +472,7 @@ impl Actor for AgentSession {
         ctx.set_mailbox_capacity(256);
         let register = Register {
             agent_id: self.agent_id().clone(),
+            authenticated_at: self.authenticated_at,
             push: ctx.address().recipient(),
             close: ctx.address().recipient(),
             routed: self.routed.clone(),
@@ -472,7 +482,7 @@ impl Actor for AgentSession {
         ctx.wait(
             self.hub.registry.send(register).into_actor(self).map(
                 |result, act, ctx| match result {
-                    Ok(generation) => {
+                    Ok(Some(generation)) => {
                         act.generation = Some(generation);
                         tracing::info!(agent_id = %act.agent_id(), "agent connected");
                         // Hold reads until what a replaced connection recorded (sends,
@@ -485,6 +495,14 @@ impl Actor for AgentSession {
                             },
                         ));
                     }
+                    Ok(None) => <Self as Handler<Close>>::handle(
+                        act,
+                        Close {
+                            code: protocol::CLOSE_REVOKED,
+                            reason: "token rotated or agent deleted",
+                        },
+                        ctx,
+                    ),
                     Err(_) => ctx.stop(),
                 },
             ),

@@ -3,7 +3,7 @@
 use sqlx::{sqlite::SqliteRow, Row};
 
 use super::{Store, StoreError};
-use crate::domain::ids::{AccountId, AgentId};
+use crate::domain::ids::{AccountId, AgentId, WebhookId};
 
 #[derive(Clone, Debug)]
 pub struct Agent {
@@ -13,6 +13,8 @@ pub struct Agent {
     pub token_hash: Vec<u8>,
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
+    /// False once its owner deleted it: its token and webhooks no longer work.
+    pub active: bool,
 }
 
 /// An agent together with the account that owns it, as checked by a query that joined the
@@ -23,6 +25,7 @@ pub struct Agent {
 pub struct OwnedAgent {
     id: AgentId,
     account_id: AccountId,
+    active: bool,
 }
 
 impl OwnedAgent {
@@ -31,6 +34,11 @@ impl OwnedAgent {
     }
     pub fn account_id(&self) -> &AccountId {
         &self.account_id
+    }
+    /// As it was when ownership was checked. An agent caller is always active: a
+    /// deactivated agent's token does not authenticate.
+    pub fn is_active(&self) -> bool {
+        self.active
     }
 }
 
@@ -42,10 +50,19 @@ fn agent_from_row(r: &SqliteRow) -> Agent {
         token_hash: r.get("token_hash"),
         created_at: r.get("created_at"),
         last_seen_at: r.get("last_seen_at"),
+        active: r.get::<i64, _>("active") != 0,
     }
 }
 
-const AGENT_COLUMNS: &str = "id, account_id, name, token_hash, created_at, last_seen_at";
+fn owned_from_row(r: &SqliteRow) -> OwnedAgent {
+    OwnedAgent {
+        id: AgentId::from_trusted(r.get("id")),
+        account_id: AccountId::from_trusted(r.get("account_id")),
+        active: r.get::<i64, _>("active") != 0,
+    }
+}
+
+const AGENT_COLUMNS: &str = "id, account_id, name, token_hash, created_at, last_seen_at, active";
 
 impl Store {
     pub async fn insert_agent(
@@ -79,25 +96,87 @@ impl Store {
         Ok(rows.iter().map(agent_from_row).collect())
     }
 
-    /// The agent a token belongs to, with its ownership proof.
+    /// The active agent a token belongs to, with its ownership proof.
     pub async fn agent_by_token_hash(
         &self,
         hash: &[u8],
     ) -> Result<Option<(Agent, OwnedAgent)>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents WHERE token_hash = ?"
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE token_hash = ? AND active = 1"
         ))
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| {
-            let agent = agent_from_row(&r);
-            let owned = OwnedAgent {
-                id: agent.id.clone(),
-                account_id: agent.account_id.clone(),
-            };
-            (agent, owned)
-        }))
+        Ok(row.map(|r| (agent_from_row(&r), owned_from_row(&r))))
+    }
+
+    pub async fn get_agent(&self, owner: &OwnedAgent) -> Result<Option<Agent>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?"))
+            .bind(owner.id().as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(agent_from_row))
+    }
+
+    /// Replaces an active agent's token hash: the old token stops authenticating with
+    /// this commit. False when the agent is deactivated.
+    pub async fn replace_agent_token(
+        &self,
+        owner: &OwnedAgent,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agents SET token_hash = ?, updated_at = ? WHERE id = ? AND active = 1",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .bind(owner.id().as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn rename_agent(
+        &self,
+        owner: &OwnedAgent,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<Agent>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET name = ?, updated_at = ? WHERE id = ? RETURNING {AGENT_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(now)
+        .bind(owner.id().as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(agent_from_row))
+    }
+
+    /// Deactivates the agent and every webhook of it, in one transaction, and returns the
+    /// webhooks it deactivated (none when it already was: this is idempotent).
+    pub async fn deactivate_agent(
+        &self,
+        owner: &OwnedAgent,
+        now: i64,
+    ) -> Result<Vec<WebhookId>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE agents SET active = 0, updated_at = ? WHERE id = ? AND active = 1")
+            .bind(now)
+            .bind(owner.id().as_str())
+            .execute(&mut *tx)
+            .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE webhooks SET active = 0, updated_at = ? WHERE agent_id = ? AND active = 1
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(owner.id().as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ids.into_iter().map(WebhookId::from_trusted).collect())
     }
 
     /// `Some` only when `agent_id` exists and belongs to `account_id`.
@@ -106,14 +185,13 @@ impl Store {
         account_id: &AccountId,
         agent_id: &AgentId,
     ) -> Result<Option<OwnedAgent>, StoreError> {
-        let row = sqlx::query("SELECT id, account_id FROM agents WHERE id = ? AND account_id = ?")
-            .bind(agent_id.as_str())
-            .bind(account_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| OwnedAgent {
-            id: AgentId::from_trusted(r.get("id")),
-            account_id: AccountId::from_trusted(r.get("account_id")),
-        }))
+        let row = sqlx::query(
+            "SELECT id, account_id, active FROM agents WHERE id = ? AND account_id = ?",
+        )
+        .bind(agent_id.as_str())
+        .bind(account_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(owned_from_row))
     }
 }

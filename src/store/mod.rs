@@ -21,6 +21,7 @@ pub mod batch;
 pub mod dedupe;
 pub mod queue;
 pub mod retention;
+pub mod seal;
 pub mod sessions;
 pub mod webhooks;
 
@@ -218,6 +219,55 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and applies migrations.
+    /// Whether `data_dir` holds a hub database: the commands that run beside a server
+    /// refuse to make one by accident (a mistyped `--data-dir`).
+    pub fn exists_in(data_dir: &Path) -> bool {
+        data_dir.join(DB_FILE).is_file()
+    }
+
+    /// Writes a consistent copy of the database to `to`, which must not exist, while
+    /// writers go on: `VACUUM INTO` reads one snapshot, so the copy holds every commit
+    /// made before it began and none after. The copy is private (0600), synced, and
+    /// appears under its name only once it is whole.
+    pub async fn backup_to(&self, to: &Path) -> Result<u64, StoreError> {
+        let mut partial = to.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        // SQLite would create the file 0644; an empty file of our own is what it fills.
+        datadir::private_file_options()
+            .write(true)
+            .create_new(true)
+            .open(&partial)?;
+        let copied = sqlx::query("VACUUM INTO ?")
+            .bind(partial.to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await;
+        let finish = || -> std::io::Result<u64> {
+            let file = std::fs::File::open(&partial)?;
+            file.sync_all()?;
+            let size = file.metadata()?.len();
+            if to.exists() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} appeared while the copy was made", to.display()),
+                ));
+            }
+            std::fs::rename(&partial, to)?;
+            if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(size)
+        };
+        let result = match copied {
+            Ok(_) => finish().map_err(StoreError::from),
+            Err(e) => Err(e.into()),
+        };
+        if result.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        result
+    }
+
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         datadir::create_private_dir(data_dir)?;
         let db = data_dir.join(DB_FILE);

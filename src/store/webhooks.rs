@@ -150,6 +150,26 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    pub async fn rename_webhook(
+        &self,
+        owner: &OwnedAgent,
+        id: &WebhookId,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<Webhook>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE webhooks SET name = ?, updated_at = ? WHERE id = ? AND agent_id = ?
+             RETURNING {WEBHOOK_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(now)
+        .bind(id.as_str())
+        .bind(owner.id().as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+
     /// Idempotent: deactivating an inactive webhook changes nothing and still succeeds.
     pub async fn deactivate_webhook(
         &self,
