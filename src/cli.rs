@@ -12,7 +12,8 @@ use crate::{
     crypto::{parse_secret, Secret},
     domain::ids::AccountId,
     error::ApiError,
-    logging, mcp,
+    logging::{self, LogFormat},
+    mcp,
     service::{accounts, agents},
     shutdown,
     startup::Application,
@@ -26,6 +27,10 @@ use crate::{
     about = "A self-hosted realtime webhook hub for AI agents"
 )]
 pub struct Cli {
+    /// How log lines are written to stderr: `text` for a person, `json` (one object per
+    /// line) for a log system.
+    #[arg(long, global = true, env = "HOOKHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -187,7 +192,15 @@ async fn serve(config: Config) -> Result<(), String> {
             owner.token
         );
     }
-    println!("hookhub: listening on {url}  (dashboard: {url}/)");
+    // The "listening on" line comes last: whoever waits for it may close stdout then,
+    // and a line printed after it would fail.
+    match app.admin_addr() {
+        Some(admin) => {
+            println!("hookhub: admin listener on http://{admin}  (dashboard, API, /metrics)");
+            println!("hookhub: listening on {url}  (ingest, agent sockets, MCP)");
+        }
+        None => println!("hookhub: listening on {url}  (dashboard: {url}/)"),
+    }
     tracing::info!(url = %url, "hookhub started");
     let stop_reports = CancellationToken::new();
     let reports = actix_web::rt::spawn(logging::report_malformed(stop_reports.clone()));

@@ -13,6 +13,13 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
+    /// A second address, for the operator: with it, the dashboard, the management API,
+    /// `/metrics` and the OpenAPI document are served there and not on `--listen`, which
+    /// keeps only what senders and agents need (ingest, the agent socket, MCP, /healthz).
+    /// Bind it to loopback or a private network.
+    #[arg(long, env = "HOOKHUB_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+
     /// Directory for the SQLite database and the generated master key.
     #[arg(long, env = "HOOKHUB_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -134,6 +141,7 @@ impl Config {
         config.listen = "127.0.0.1:0".to_owned();
         config.master_key = None;
         config.public_url = None;
+        config.admin_listen = None;
         config
     }
 }

@@ -1,4 +1,5 @@
-//! The process's logs: to stderr, filtered by `RUST_LOG` (default `info,sqlx=warn`).
+//! The process's logs: to stderr, as text or as JSON lines (`--log-format`), filtered by
+//! `RUST_LOG` (default `info,sqlx=warn`).
 //!
 //! One kind of line is kept out whatever the filter says. actix-http's HTTP/1 dispatcher
 //! writes an ERROR for every connection it gives up on, which, with the bodies this hub
@@ -54,19 +55,39 @@ pub static MALFORMED: LazyLock<MalformedRequests> = LazyLock::new(|| MalformedRe
     last_reason: Mutex::new(String::new()),
 });
 
-/// Sets up the process's logging. Call once, first thing.
-pub fn init() {
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For a person: one line of text per event.
+    #[default]
+    Text,
+    /// For a log system: one JSON object per line, its fields at the top level.
+    Json,
+}
+
+/// Sets up the process's logging. Call once, before anything logs.
+pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // The hint keeps the combined filter's: without one it would be "any level".
     let kept = filter_fn(|meta| !is_peer_error(meta) && !is_sdk_detail(meta))
         .with_max_level_hint(LevelFilter::TRACE);
-    let output = tracing_subscriber::fmt::layer()
-        // Logs go to stderr; stdout carries what commands print (JSON, the first token).
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter.and(kept));
+    // Logs go to stderr; stdout carries what commands print (JSON, the first token).
+    let output = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            // Colour codes only for a person at a terminal, not in a log file.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+    .with_filter(filter.and(kept));
     let counter = CountMalformed
         .with_filter(filter_fn(is_peer_error).with_max_level_hint(LevelFilter::ERROR));
     tracing_subscriber::registry()

@@ -5,8 +5,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     return_large_buffers_to_the_os();
     raise_open_file_limit();
-    hookhub::logging::init();
     let cli = hookhub::cli::Cli::parse();
+    hookhub::logging::init(cli.log_format);
     actix_web::rt::System::new().block_on(hookhub::cli::run(cli))
 }
 

@@ -16,12 +16,19 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::text::encode,
+    collector::Collector,
+    encoding::{
+        text::{encode_eof, encode_registry},
+        DescriptorEncoder, EncodeMetric,
+    },
     metrics::{
+        counter::ConstCounter,
         counter::Counter,
         family::Family,
+        gauge::ConstGauge,
         gauge::Gauge,
         histogram::{exponential_buckets, Histogram},
+        info::Info,
     },
     registry::{Registry, Unit},
 };
@@ -35,6 +42,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 pub struct Metrics {
     registry: Registry,
+    /// The process's own, named as every Prometheus client names them (`process_…`),
+    /// without the hub's prefix.
+    process: Registry,
     /// Committed and queued for an agent (202).
     pub ingested: Counter,
     /// Refused by signature verification, recorded as `rejected`.
@@ -83,6 +93,7 @@ impl Metrics {
         let fast = || Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let mut m = Self {
             registry: Registry::with_prefix("hookhub"),
+            process: Registry::default(),
             ingested: Counter::default(),
             rejected: Counter::default(),
             rejected_unrecorded: Counter::default(),
@@ -103,7 +114,13 @@ impl Metrics {
             backlog_depth: Gauge::default(),
             oldest_queued_age_seconds: Gauge::default(),
         };
+        m.process.register_collector(Box::new(ProcessCollector));
         let r = &mut m.registry;
+        r.register(
+            "build",
+            "The running build: its version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
         r.register(
             "deliveries_ingested",
             "Deliveries committed and queued for their agent",
@@ -253,8 +270,130 @@ impl Metrics {
             .map_or(0, |at| now_ms.saturating_sub(at).max(0));
         self.oldest_queued_age_seconds.set(age_ms as f64 / 1000.0);
         let mut out = String::with_capacity(8 * 1024);
-        encode(&mut out, &self.registry)?;
+        encode_registry(&mut out, &self.registry)?;
+        encode_registry(&mut out, &self.process)?;
+        encode_eof(&mut out)?;
         Ok(out)
+    }
+}
+
+/// The process's CPU time, memory, descriptors and start time, read from `/proc` at each
+/// scrape (Linux; elsewhere nothing is reported), under the names the Prometheus clients
+/// of other languages use, so that existing dashboards and alerts apply.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// What `/proc/self` tells about the process.
+#[derive(Debug, Default, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: i64,
+    virtual_bytes: i64,
+    start_time_seconds: f64,
+    open_fds: i64,
+    max_fds: i64,
+}
+
+impl ProcessStats {
+    #[cfg(target_os = "linux")]
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut stats = Self::parse(&stat, &status, &boot)?;
+        stats.open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as i64;
+        stats.max_fds = crate::admission::open_file_limit()
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        Some(stats)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn read() -> Option<Self> {
+        None
+    }
+
+    /// From `/proc/self/stat`, `/proc/self/status` and `/proc/stat`.
+    fn parse(stat: &str, status: &str, proc_stat: &str) -> Option<Self> {
+        // The times in `stat` are in USER_HZ, which Linux fixes at 100 for what it shows
+        // user space, whatever the kernel's own tick.
+        const TICKS: f64 = 100.0;
+        // The command name, in parentheses, may hold spaces: fields are counted after it.
+        let after_name = stat.get(stat.rfind(')')? + 2..)?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // proc(5) numbers the fields from 1, pid first: the state, field 3, is fields[0].
+        let field = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
+        let kib = |key: &str| -> Option<i64> {
+            let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+            line.split_whitespace()
+                .next()?
+                .parse::<i64>()
+                .ok()
+                .map(|k| k * 1024)
+        };
+        let boot_time: f64 = proc_stat
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Self {
+            cpu_seconds: (field(14)? + field(15)?) / TICKS,
+            start_time_seconds: boot_time + field(22)? / TICKS,
+            virtual_bytes: kib("VmSize:")?,
+            resident_bytes: kib("VmRSS:")?,
+            ..Self::default()
+        })
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let Some(stats) = ProcessStats::read() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(stats.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time spent",
+            Some(&Unit::Seconds),
+            cpu.metric_type(),
+        )?)?;
+        let gauges: [(&str, &str, Option<&Unit>, ConstGauge<f64>); 5] = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size",
+                None,
+                ConstGauge::new(stats.resident_bytes as f64),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size",
+                None,
+                ConstGauge::new(stats.virtual_bytes as f64),
+            ),
+            (
+                "process_start_time",
+                "Start time of the process since the Unix epoch",
+                Some(&Unit::Seconds),
+                ConstGauge::new(stats.start_time_seconds),
+            ),
+            (
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                ConstGauge::new(stats.open_fds as f64),
+            ),
+            (
+                "process_max_fds",
+                "The limit of open file descriptors",
+                None,
+                ConstGauge::new(stats.max_fds as f64),
+            ),
+        ];
+        for (name, help, unit, gauge) in gauges {
+            gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 
@@ -309,5 +448,37 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(
+            text.contains(&format!(
+                "hookhub_build_info{{version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(name), "{name} missing: {text}");
+        }
+    }
+
+    #[test]
+    fn process_stats_are_read_from_procs_fields() {
+        // A command name with spaces and a parenthesis, as a process may call itself.
+        let stat = "4242 (hook hub) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 9 0 1000 2000000 300 18446744073709551615";
+        let status = "Name:\thookhub\nVmSize:\t  2048 kB\nVmRSS:\t   300 kB\n";
+        let proc_stat = "cpu  1 2 3\nbtime 1700000000\nprocesses 10\n";
+        let stats = ProcessStats::parse(stat, status, proc_stat).unwrap();
+        assert_eq!(stats.cpu_seconds, 3.0);
+        assert_eq!(stats.start_time_seconds, 1_700_000_010.0);
+        assert_eq!(stats.virtual_bytes, 2048 * 1024);
+        assert_eq!(stats.resident_bytes, 300 * 1024);
+        assert!(ProcessStats::parse("garbage", status, proc_stat).is_none());
+        assert!(ProcessStats::parse(stat, "", proc_stat).is_none());
     }
 }

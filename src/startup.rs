@@ -12,7 +12,7 @@ use std::{
 };
 
 use actix::Actor;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{middleware::from_fn, web, App, HttpResponse, HttpServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -22,7 +22,11 @@ use crate::{
     datadir,
     domain::BacklogCap,
     error::ApiError,
-    http::{self, openapi::OpenApiJson},
+    http::{
+        self,
+        middleware::{self, AdminListener},
+        openapi::OpenApiJson,
+    },
     mcp,
     metrics::Metrics,
     pipeline::{leases::Leases, registry::CloseAll, retention, writer::DeliveryWriter, Registry},
@@ -58,6 +62,7 @@ pub enum StartupError {
 
 pub struct Application {
     port: u16,
+    admin_addr: Option<std::net::SocketAddr>,
     server: actix_web::dev::Server,
     hub: Hub,
     first_owner: Option<CreatedAccount>,
@@ -106,6 +111,21 @@ impl Application {
         };
         let listener = TcpListener::bind(&config.listen).map_err(&listen_err)?;
         let local = listener.local_addr().map_err(&listen_err)?;
+        let admin = match &config.admin_listen {
+            Some(addr) => {
+                let admin_err = |source| StartupError::Listen {
+                    addr: addr.clone(),
+                    source,
+                };
+                let listener = TcpListener::bind(addr).map_err(admin_err)?;
+                let bound = listener.local_addr().map_err(admin_err)?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let admin_data = admin
+            .as_ref()
+            .map(|(_, bound)| web::Data::new(AdminListener(*bound)));
         let public_url = config
             .public_url
             .clone()
@@ -146,7 +166,13 @@ impl Application {
         let mcp = mcp::http::service(&hub);
         let openapi = web::Data::new(OpenApiJson::build().map_err(StartupError::OpenApi)?);
         let mut server = HttpServer::new(move || {
-            App::new()
+            let mut app = App::new();
+            if let Some(admin) = &admin_data {
+                app = app.app_data(admin.clone());
+            }
+            app.wrap(from_fn(middleware::public_routes_only))
+                // Outermost, so that it logs what the listener split answered too.
+                .wrap(from_fn(middleware::access_log))
                 .app_data(data.clone())
                 .app_data(limiter.clone())
                 .app_data(openapi.clone())
@@ -164,7 +190,20 @@ impl Application {
         if let Some(per_worker) = connections {
             server = server.max_connections(per_worker);
         }
-        let server = server.listen(listener).map_err(&listen_err)?.run();
+        let mut server = server.listen(listener).map_err(&listen_err)?;
+        let admin_port = match admin {
+            Some((admin_listener, bound)) => {
+                server = server
+                    .listen(admin_listener)
+                    .map_err(|source| StartupError::Listen {
+                        addr: bound.to_string(),
+                        source,
+                    })?;
+                Some(bound)
+            }
+            None => None,
+        };
+        let server = server.run();
 
         actix_web::rt::spawn(retention::run(
             hub.writer.clone(),
@@ -174,6 +213,7 @@ impl Application {
         ));
         Ok(Self {
             port: local.port(),
+            admin_addr: admin_port,
             server,
             hub,
             first_owner,
@@ -183,6 +223,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin listener's address, when `--admin-listen` was given.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin_addr
     }
 
     pub fn public_url(&self) -> &str {

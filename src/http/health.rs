@@ -13,6 +13,8 @@ pub fn configure(routes: &mut super::Routes) {
 pub struct Health<'a> {
     /// `ok` or `unavailable`.
     status: &'static str,
+    /// The running build's version.
+    version: &'static str,
     /// Why it is `unavailable`.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
@@ -40,6 +42,7 @@ async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
     match hub.writer.health().await {
         Ok(()) => HttpResponse::Ok().json(Health {
             status: "ok",
+            version: env!("CARGO_PKG_VERSION"),
             reason: None,
         }),
         Err(reason) => unavailable(&format!("writes are failing: {reason}")),
@@ -49,6 +52,7 @@ async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
 fn unavailable(reason: &str) -> HttpResponse {
     HttpResponse::ServiceUnavailable().json(Health {
         status: "unavailable",
+        version: env!("CARGO_PKG_VERSION"),
         reason: Some(reason),
     })
 }

@@ -13,6 +13,7 @@ pub mod deliveries;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod webhooks;
 

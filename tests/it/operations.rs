@@ -289,3 +289,204 @@ async fn a_backup_taken_under_load_restores_with_every_delivery_committed_before
     );
     assert_eq!(first["verified"], true);
 }
+
+#[actix_web::test]
+async fn json_logs_are_one_object_per_line_with_an_access_log_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("hub.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let mut hub = HubProcess::start_with(
+        &data,
+        port,
+        &["--log-format", "json"],
+        Stdio::from(log),
+        "info",
+    );
+    let owner = hub.owner_token.clone().unwrap();
+    let client = HubClient::new(port, &owner);
+    let (agent, agent_token) = client.create_agent("logged").await;
+    let created = client.create_webhook(&owner, &agent, "w", "generic").await;
+    let webhook = created["webhookId"].as_str().unwrap().to_owned();
+    let signing_secret = created["signingSecret"].as_str().unwrap().to_owned();
+    let mut socket = client.connect(&agent_token).await;
+    let posted = client.ingest_signed(&webhook, r#"{"type":"x"}"#, &[]).await;
+    assert_eq!(posted.status, 202);
+    let d = socket.next_delivery(10).await;
+    socket.ack(d["deliveryId"].as_str().unwrap()).await;
+    let rotated = client
+        .post(
+            &format!("/v1/agents/{agent}/token/rotate"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    let new_agent_token = rotated.json["token"].as_str().unwrap().to_owned();
+    let signed_in = client
+        .request(
+            "POST",
+            "/dashboard/session",
+            None,
+            Some(json!({ "token": owner })),
+        )
+        .await;
+    assert_eq!(signed_in.status, 200);
+    let cookie = signed_in
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let session_id = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("hookhub_session=")
+        .to_owned();
+    // A query string with something that looks like a secret is not logged either.
+    let queried = client
+        .get(
+            &format!("/v1/agents/{agent}/webhooks?token={owner}"),
+            &owner,
+        )
+        .await;
+    assert_eq!(queried.status, 200);
+    let unknown = client
+        .request("GET", "/v1/nothing%0Ahere", Some(&owner), None)
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert!(hub.terminate());
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            assert!(
+                v.is_object() && v["level"].is_string() && v["timestamp"].is_string(),
+                "{line}"
+            );
+            v
+        })
+        .collect();
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["target"] == "hookhub::access")
+        .collect();
+    let find = |method: &str, path: &str| {
+        access
+            .iter()
+            .find(|v| v["method"] == method && v["path"] == path)
+            .unwrap_or_else(|| panic!("no access line for {method} {path}: {access:?}"))
+    };
+    let ingest = find("POST", &format!("/v1/hooks/{webhook}"));
+    assert_eq!(ingest["status"], 202);
+    assert!(ingest["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(find("GET", "/v1/agent/connect")["status"], 101);
+    assert_eq!(find("POST", "/dashboard/session")["status"], 200);
+    assert_eq!(
+        find("GET", &format!("/v1/agents/{agent}/webhooks"))["status"],
+        200
+    );
+    // The events of the hub itself are there as JSON too.
+    assert!(
+        lines.iter().any(|v| v["message"] == "agent connected"),
+        "{text}"
+    );
+    for secret in [
+        owner.as_str(),
+        agent_token.as_str(),
+        new_agent_token.as_str(),
+        signing_secret.as_str(),
+        session_id.as_str(),
+    ] {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
+}
+
+#[actix_web::test]
+async fn the_admin_listener_keeps_the_dashboard_api_and_metrics_off_the_public_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let admin_addr = format!("127.0.0.1:{admin_port}");
+    let hub = HubProcess::start(
+        &dir.path().join("data"),
+        port,
+        &["--admin-listen", &admin_addr],
+    );
+    let owner = hub.owner_token.clone().unwrap();
+    let public = HubClient::new(port, &owner);
+    let admin = HubClient::new(admin_port, &owner);
+
+    let (agent, agent_token) = admin.create_agent("split").await;
+    let webhook = admin.create_webhook(&owner, &agent, "w", "generic").await["webhookId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Senders and agents reach the public listener.
+    {
+        let mut secrets = public.secrets.lock().unwrap();
+        secrets.extend(admin.secrets.lock().unwrap().clone());
+    }
+    let mut socket = public.connect(&agent_token).await;
+    let posted = public.ingest_signed(&webhook, r#"{"type":"x"}"#, &[]).await;
+    assert_eq!(posted.status, 202, "{:?}", posted.json);
+    assert_eq!(
+        socket.next_delivery(10).await["deliveryId"],
+        posted.json["deliveryId"]
+    );
+    let health = public.request("GET", "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    // The operator's routes are not there: the 404 of a route that does not exist.
+    let nothing = public.request("GET", "/v1/no-such-route", None, None).await;
+    for path in ["/metrics", "/v1/agents", "/", "/v1/openapi.json"] {
+        let r = public.request("GET", path, Some(&owner), None).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.raw, nothing.raw, "{path}");
+    }
+    let r = public
+        .request(
+            "POST",
+            "/dashboard/session",
+            None,
+            Some(json!({ "token": owner })),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // They are on the admin listener.
+    let metrics = admin.request("GET", "/metrics", None, None).await;
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.raw);
+    assert!(text.contains(&format!(
+        "hookhub_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    assert!(text.contains("process_cpu_seconds_total "), "{text}");
+    assert!(
+        text.contains("hookhub_deliveries_ingested_total 1"),
+        "{text}"
+    );
+    assert_eq!(admin.get("/v1/agents", &owner).await.status, 200);
+    assert_eq!(admin.request("GET", "/", None, None).await.status, 200);
+}
+
+#[actix_web::test]
+async fn the_version_is_printed_and_in_the_health_check() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("hookhub {version}")
+    );
+    let app = crate::harness::spawn_app().await;
+    let health = app.request("GET", "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json, json!({ "status": "ok", "version": version }));
+}
