@@ -333,6 +333,28 @@
     });
   }
 
+  // A name asked for in a dialog: the trimmed text, or null when cancelled.
+  function nameDialog({ title, value, confirm }) {
+    return new Promise((resolve) => {
+      const input = h('input', { id: 'name-dialog-input', maxlength: 200, required: true, value });
+      const form = h('form', { method: 'dialog' },
+        h('h2', {}, title),
+        h('label', { for: 'name-dialog-input' }, 'Name'),
+        input,
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', class: 'secondary', id: 'name-dialog-cancel', onclick: () => dialog.close('cancel') }, 'Cancel'),
+          h('button', { type: 'submit', id: 'name-dialog-ok', value: 'ok' }, confirm)));
+      const dialog = h('dialog', { id: 'name-dialog', class: 'dialog' }, form);
+      dialog.addEventListener('close', () => {
+        resolve(dialog.returnValue === 'ok' ? input.value.trim() : null);
+        dialog.remove();
+      });
+      document.body.appendChild(dialog);
+      dialog.showModal();
+      input.select();
+    });
+  }
+
   // ---- Provider setup -----------------------------------------------------------------
 
   function setupSteps(provider) {
@@ -421,6 +443,29 @@
     renderAccount();
     stopView();
     renderSignIn('You are signed out.');
+  }
+
+  // The owner's own token: a new one, shown once above whatever page is open. This
+  // session stays signed in; every other session of the account ends.
+  async function rotateOwnerToken() {
+    const ok = await confirmDialog({
+      title: 'Rotate your owner token?',
+      text: 'A new owner token is made and shown once. The current one stops working at once, and every other dashboard session of this account is signed out.',
+      confirm: 'Rotate owner token',
+      danger: true,
+    });
+    if (!ok) return;
+    clearMessages();
+    try {
+      const r = await api('POST', '/v1/account/token/rotate');
+      const old = $('owner-token-panel');
+      if (old) old.remove();
+      $('view').before(oncePanel('owner-token-panel', 'New owner token',
+        [copyField('Owner token', r.token, 'rotated-owner-token')],
+        'This token is shown only now. The old one no longer works: sign in and call the API with this one.'));
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+    }
   }
 
   function renderSignIn(message) {
@@ -578,14 +623,19 @@
       h('thead', {}, h('tr', {},
         h('th', {}, 'Name'), h('th', {}, 'Status'), h('th', {}, 'Last seen'),
         h('th', { class: 'num', title: BACKLOG_MEANS }, 'Backlog'), h('th', {}, 'Created'))),
-      h('tbody', {}, agents.map((a) => h('tr', { dataset: { agentId: a.agentId } },
+      h('tbody', {}, agents.map((a) => h('tr', { dataset: { agentId: a.agentId }, class: a.active ? '' : 'inactive' },
         h('td', {},
           h('a', { href: `#/agents/${enc(a.agentId)}`, class: 'agent-link strong truncate cell-name', title: a.name }, a.name),
           h('div', { class: 'mono muted small' }, a.agentId)),
-        h('td', {}, a.connected ? badge('online') : badge('offline')),
+        h('td', {}, agentBadge(a)),
         h('td', { title: fmtTime(a.lastSeenAt), class: 'nowrap' }, a.connected ? 'now' : fmtAgo(a.lastSeenAt)),
         h('td', { class: 'num backlog' }, String(a.backlogDepth)),
         h('td', { class: 'nowrap' }, fmtTime(a.createdAt)))))));
+  }
+
+  function agentBadge(a) {
+    if (!a.active) return badge('deleted', 'inactive');
+    return a.connected ? badge('online') : badge('offline');
   }
 
   async function findAgent(agentId) {
@@ -638,22 +688,93 @@
       }
     });
 
-    replace(view,
-      h('div', { class: 'page-head' },
+    const tokenSlot = h('div', { id: 'agent-rotated-slot' });
+    const headSlot = h('div', { id: 'agent-head' });
+
+    async function rename() {
+      const name = await nameDialog({ title: 'Rename the agent', value: agent.name, confirm: 'Rename' });
+      if (name === null) return;
+      clearMessages();
+      try {
+        Object.assign(agent, await api('PATCH', agentPath(agentId), { name }));
+        setCrumbs([['Agents', '#/'], [agent.name]]);
+        renderHead();
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    }
+
+    async function rotateToken() {
+      const ok = await confirmDialog({
+        title: `Rotate the token of “${agent.name}”?`,
+        text: 'A new token is made and shown once. The current one stops working at once: the agent is disconnected and must connect again with the new token.',
+        confirm: 'Rotate token',
+        danger: true,
+      });
+      if (!ok) return;
+      clearMessages();
+      try {
+        const r = await api('POST', `${agentPath(agentId)}/token/rotate`);
+        replace(tokenSlot, oncePanel('agent-rotated-panel', 'New agent token',
+          [copyField('Agent token', r.token, 'rotated-agent-token')],
+          'This token is shown only now. The old one no longer works: give this one to the agent.'));
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    }
+
+    async function remove() {
+      const ok = await confirmDialog({
+        title: `Delete “${agent.name}”?`,
+        text: 'Its token stops working and it is disconnected; its webhooks stop accepting deliveries (senders get 404). Its history stays readable here. This cannot be undone.',
+        confirm: 'Delete agent',
+        danger: true,
+      });
+      if (!ok) return;
+      clearMessages();
+      try {
+        await api('DELETE', agentPath(agentId));
+        showNotice(`Agent “${agent.name}” deleted. Its webhooks no longer accept deliveries.`);
+        agent.active = false;
+        agent.connected = false;
+        clear(tokenSlot);
+        formCard.remove();
+        renderHead();
+        const list = await api('GET', `${agentPath(agentId)}/webhooks`);
+        replace(tableSlot, webhooksTable(agentId, list.webhooks));
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    }
+
+    function renderHead() {
+      replace(headSlot, h('div', { class: 'page-head' },
         h('div', {},
           h('h1', { id: 'agent-title', class: 'title-clamp', title: agent.name }, agent.name),
           h('p', { class: 'muted' },
-            agent.connected ? badge('online') : badge('offline'), ' ',
-            agent.connected ? 'Connected now' : `Last seen ${fmtAgo(agent.lastSeenAt)}`,
+            agentBadge(agent), ' ',
+            !agent.active ? 'Deleted: its token and webhooks no longer work; its history stays readable.'
+              : agent.connected ? 'Connected now' : `Last seen ${fmtAgo(agent.lastSeenAt)}`,
             ' · ',
             h('span', { id: 'agent-backlog', title: BACKLOG_MEANS }, pending(agent.backlogDepth)),
             ' · ',
-            h('span', { class: 'mono' }, agent.agentId)))),
-      h('section', { class: 'card' }, form),
+            h('span', { class: 'mono' }, agent.agentId))),
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', id: 'rename-agent', class: 'secondary', onclick: rename }, 'Rename'),
+          agent.active ? h('button', { type: 'button', id: 'rotate-agent-token', class: 'secondary', onclick: rotateToken }, 'Rotate token') : null,
+          agent.active ? h('button', { type: 'button', id: 'delete-agent', class: 'danger', onclick: remove }, 'Delete agent') : null)));
+    }
+    renderHead();
+
+    const formCard = h('section', { class: 'card' }, form);
+    replace(view,
+      headSlot,
+      tokenSlot,
+      agent.active ? formCard : null,
       createdSlot,
       h('section', { class: 'card flush' }, tableSlot));
     replace(tableSlot, webhooksTable(agentId, webhooks));
-    nameInput.focus();
+    if (agent.active) nameInput.focus();
   }
 
   function webhooksTable(agentId, webhooks) {
@@ -875,6 +996,19 @@
       }
     }
 
+    async function rename() {
+      const name = await nameDialog({ title: 'Rename the webhook', value: webhook.name, confirm: 'Rename' });
+      if (name === null) return;
+      clearMessages();
+      try {
+        Object.assign(webhook, await api('PATCH', base, { name }));
+        setCrumbs([['Agents', '#/'], [agent.name, `#/agents/${enc(agentId)}`], [webhook.name]]);
+        renderHead();
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) showError(describe(err));
+      }
+    }
+
     async function deactivate() {
       const ok = await confirmDialog({
         title: `Deactivate “${webhook.name}”?`,
@@ -940,11 +1074,10 @@
               webhook.active ? badge('active') : badge('inactive'), ' ',
               `${providerLabel(webhook.provider)} · created ${fmtTime(webhook.createdAt)} by ${webhook.createdBy} · `,
               h('span', { class: 'mono' }, webhook.webhookId))),
-          webhook.active
-            ? h('div', { class: 'actions' },
-              h('button', { type: 'button', id: 'rotate', class: 'secondary', onclick: rotate }, 'Rotate secret'),
-              h('button', { type: 'button', id: 'deactivate', class: 'danger', onclick: deactivate }, 'Deactivate'))
-            : null),
+          h('div', { class: 'actions' },
+            h('button', { type: 'button', id: 'rename-webhook', class: 'secondary', onclick: rename }, 'Rename'),
+            webhook.active ? h('button', { type: 'button', id: 'rotate', class: 'secondary', onclick: rotate }, 'Rotate secret') : null,
+            webhook.active ? h('button', { type: 'button', id: 'deactivate', class: 'danger', onclick: deactivate }, 'Deactivate') : null)),
         h('section', { class: 'card' },
           copyField('URL', webhook.url, 'url', {
             hint: webhook.active ? null : 'Deactivated: this URL answers 404.',
@@ -1185,6 +1318,7 @@
 
   async function start() {
     $('sign-out').addEventListener('click', signOut);
+    $('rotate-owner-token').addEventListener('click', rotateOwnerToken);
     window.addEventListener('hashchange', route);
     if (document.body.hasAttribute('data-signed-out')) {
       // The hub saw no session cookie: no need to ask before showing the sign-in form.

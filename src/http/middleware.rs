@@ -27,7 +27,9 @@ pub async fn access_log(
     let started = Instant::now();
     let method = req.method().clone();
     let path = loggable_path(req.path());
-    let peer = req.peer_addr().map(|a| a.ip());
+    let peer = req
+        .peer_addr()
+        .map_or_else(|| "-".to_owned(), |a| a.ip().to_string());
     let result = next.call(req).await;
     let status = match &result {
         Ok(res) => res.status().as_u16(),
@@ -40,7 +42,7 @@ pub async fn access_log(
         path = %path,
         status,
         latency_ms = (latency_ms * 1000.0).round() / 1000.0,
-        peer = ?peer,
+        peer = %peer,
         "request"
     );
     result

@@ -336,3 +336,87 @@ pub struct Close {
     pub code: u16,
     pub reason: &'static str,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Stands in for a session: keeps the close codes it is sent.
+    struct Closes(Arc<Mutex<Vec<u16>>>);
+
+    impl Actor for Closes {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Push> for Closes {
+        type Result = ();
+        fn handle(&mut self, _: Push, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<Close> for Closes {
+        type Result = ();
+        fn handle(&mut self, msg: Close, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(msg.code);
+        }
+    }
+
+    fn register(agent: &AgentId, session: &Addr<Closes>, authenticated_at: Instant) -> Register {
+        Register {
+            agent_id: agent.clone(),
+            authenticated_at,
+            push: session.clone().recipient(),
+            close: session.clone().recipient(),
+            routed: Arc::default(),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_revocation_closes_the_session_and_refuses_a_connection_authenticated_before_it() {
+        let registry = Registry::new(Arc::new(Metrics::new())).start();
+        let agent = AgentId::generate();
+        let closes = Arc::new(Mutex::new(Vec::new()));
+        let session = Closes(closes.clone()).start();
+
+        let before = Instant::now();
+        assert!(registry
+            .send(register(&agent, &session, before))
+            .await
+            .unwrap()
+            .is_some());
+        // A connection that authenticated with the old token but has not registered yet.
+        let late = Instant::now();
+        registry
+            .send(Revoke {
+                agent_id: agent.clone(),
+                reason: "token rotated",
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            registry
+                .send(register(&agent, &session, late))
+                .await
+                .unwrap(),
+            None,
+            "a connection authenticated before the revocation was let in"
+        );
+        // One authenticated after it, with the new token, is.
+        let fresh = Instant::now();
+        assert!(registry
+            .send(register(&agent, &session, fresh))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(registry
+            .send(ConnectedAgents)
+            .await
+            .unwrap()
+            .contains(&agent));
+        // Let the close reach the session.
+        registry.send(ConnectedAgents).await.unwrap();
+        actix_rt::task::yield_now().await;
+        assert_eq!(*closes.lock().unwrap(), vec![protocol::CLOSE_REVOKED]);
+    }
+}

@@ -991,3 +991,119 @@ async fn an_owner_sees_a_failed_delivery_with_its_history_and_discards_searches_
     assert_eq!(first["attempt"], 2);
     b.close().await;
 }
+
+#[actix_web::test]
+async fn an_owner_renames_rotates_and_deletes_from_the_dashboard() {
+    let app = spawn_app().await;
+    let (agent_id, old_agent_token, webhook_id) = app.agent_with_webhook().await;
+    let mut socket = app.connect(&old_agent_token).await;
+
+    let b = Browser::start(&app.base).await;
+    b.goto("/").await;
+    b.sign_in(&app.owner_token).await;
+    b.goto(&format!("/#/agents/{agent_id}")).await;
+    b.find("#agent-title").await;
+
+    // Rename the agent, and its webhook.
+    b.click("#rename-agent").await;
+    b.fill("#name-dialog-input", "deployer").await;
+    b.click("#name-dialog-ok").await;
+    b.until(
+        "the new agent name",
+        "document.querySelector('#agent-title').textContent === 'deployer'",
+    )
+    .await;
+    let listed = app.get("/v1/agents", &app.owner_token).await;
+    assert_eq!(listed.json["agents"][0]["name"], "deployer");
+    b.goto(&format!("/#/agents/{agent_id}/webhooks/{webhook_id}"))
+        .await;
+    b.click("#rename-webhook").await;
+    b.fill("#name-dialog-input", "GitHub pushes").await;
+    b.click("#name-dialog-ok").await;
+    b.until(
+        "the new webhook name",
+        "document.querySelector('#webhook-title').textContent === 'GitHub pushes'",
+    )
+    .await;
+    let read = app
+        .get(
+            &format!("/v1/agents/{agent_id}/webhooks/{webhook_id}"),
+            &app.owner_token,
+        )
+        .await;
+    assert_eq!(read.json["name"], "GitHub pushes");
+
+    // Rotate the agent's token: shown once, the old one dead, the socket closed.
+    b.goto(&format!("/#/agents/{agent_id}")).await;
+    b.click("#rotate-agent-token").await;
+    b.click("#confirm-ok").await;
+    let new_agent_token = b.value("#rotated-agent-token").await;
+    assert!(
+        new_agent_token.starts_with("hh_agent_"),
+        "{new_agent_token}"
+    );
+    match socket.next_incoming(10).await {
+        Some(crate::harness::Incoming::Close(Some(r))) => assert_eq!(u16::from(r.code), 4001),
+        _ => panic!("the old token's socket was not closed with 4001"),
+    }
+    assert_eq!(
+        app.get("/v1/agents/me/webhooks", &old_agent_token)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        app.get("/v1/agents/me/webhooks", &new_agent_token)
+            .await
+            .status,
+        200
+    );
+    b.shot("agent-token-rotated").await;
+
+    // Delete the agent: badged deleted here and in the list, its webhooks inactive.
+    b.click("#delete-agent").await;
+    b.click("#confirm-ok").await;
+    b.until(
+        "the deleted badge",
+        "document.querySelector('#agent-head .badge.inactive')?.textContent === 'deleted'",
+    )
+    .await;
+    assert!(b.text("#notice").await.contains("deleted"));
+    b.until(
+        "the webhook shown inactive",
+        "document.querySelector('#webhooks-table tr.inactive')",
+    )
+    .await;
+    assert_eq!(
+        b.js("document.querySelector('#create-webhook-form') === null && document.querySelector('#delete-agent') === null")
+            .await,
+        json!(true)
+    );
+    assert_eq!(
+        app.get("/v1/agents/me/webhooks", &new_agent_token)
+            .await
+            .status,
+        401
+    );
+    b.goto("/#/").await;
+    b.until(
+        "the agents list with the deleted agent",
+        &format!("document.querySelector('#agents-table tr[data-agent-id=\"{agent_id}\"].inactive .badge')?.textContent === 'deleted'"),
+    )
+    .await;
+
+    // Rotate the owner token: shown once, the old one dead, this session still signed in.
+    b.click("#rotate-owner-token").await;
+    b.click("#confirm-ok").await;
+    let new_owner_token = b.value("#rotated-owner-token").await;
+    assert!(new_owner_token.starts_with("hh_owner_"));
+    assert_eq!(app.get("/v1/agents", &app.owner_token).await.status, 401);
+    assert_eq!(app.get("/v1/agents", &new_owner_token).await.status, 200);
+    b.shot("owner-token-rotated").await;
+    b.goto("/#/").await;
+    b.find("#agents-table").await;
+    b.sign_out().await;
+    b.sign_in(&new_owner_token).await;
+    b.find("#agents-table").await;
+    b.close().await;
+}
