@@ -49,7 +49,7 @@ pub struct TestEvent {
     operation_id = "sendTestEvent",
     params(WebhookPath),
     security(("ownerToken" = []), ("agentToken" = [])),
-    request_body(content = TestEvent, description = "Optional: the event type"),
+    request_body(content = TestEvent, description = "The event type to send; `{}`, or no body at all, sends the provider's default"),
     responses(
         (status = 202, description = "Committed for the agent, as a sender's request is", body = Queued),
         (status = 200, description = "Slack's `url_verification`: answered with its challenge, nothing for the agent", body = Answered),
