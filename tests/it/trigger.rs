@@ -285,6 +285,16 @@ async fn trigger_refuses_a_bad_event_type_and_says_what_a_missing_webhook_answer
     );
 }
 
+#[actix_web::test]
+async fn the_help_never_shows_the_secret_in_the_environment() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let out = trigger(&["--help"], Some(secret)).await;
+    let help = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(help.contains("HOOKHUB_WEBHOOK_SECRET"), "{help}");
+    assert!(!help.contains(secret), "{help}");
+}
+
 // ---- POST …/test-event ----------------------------------------------------------------
 
 fn test_event_path(agent: &str, wid: &str) -> String {
