@@ -447,6 +447,25 @@ async fn a_webhook_not_the_callers_or_deactivated_is_not_found_as_a_missing_one_
         assert_eq!(r.raw, missing.raw);
     }
     assert!(app.activity(&agent, &wid).await.is_empty());
+
+    // A deleted agent's webhooks are deactivated with it: not found either.
+    let (kept, _, _) = webhook(&app, &sibling, "generic", None).await;
+    let path = test_event_path(&sibling, &kept);
+    let r = send_test_event(&app, &path, &app.owner_token, None).await;
+    assert_eq!(r.status, 202, "before the agent is deleted: {:?}", r.json);
+    let r = app
+        .request(
+            "DELETE",
+            &format!("/v1/agents/{sibling}"),
+            Some(&app.owner_token),
+            None,
+        )
+        .await;
+    assert!(r.status < 300, "{:?}", r.json);
+    let r = send_test_event(&app, &path, &app.owner_token, None).await;
+    assert_eq!(r.status, 404, "the agent deleted: {:?}", r.json);
+    assert_eq!(r.raw, missing.raw);
+    assert_eq!(app.activity(&sibling, &kept).await.len(), 1);
 }
 
 #[actix_web::test]
