@@ -57,6 +57,9 @@ enum Command {
     /// Copy the hub's database to a file, consistently, while the hub serves. The master
     /// key is not in the copy: keep it apart (see README, "Backup and restore").
     Backup(BackupArgs),
+    /// Send a sample event to a webhook's URL, shaped and signed as the provider would
+    /// send it, and print the answer.
+    Trigger(Box<client::trigger::TriggerArgs>),
 }
 
 #[derive(clap::Args)]
@@ -165,6 +168,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Backup(args) => backup(&args).await,
         Command::Listen(args) => client::run(*args).await,
         Command::Mcp(args) => mcp::stdio::run(&args.url, &args.token).await,
+        Command::Trigger(args) => client::trigger::run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,9 @@
 //! the other; `args.rs` is the command line; `api.rs` is the HTTP client and what it asks
 //! of the hub; `connection.rs` keeps the agent socket; `backoff.rs` spaces the retries;
 //! [`forward`] posts to the app; [`ledger`] decides what to take and what to ack again.
+//!
+//! Beside it, [`trigger`] is `hookhub trigger`, the sender's side: one sample event posted
+//! to a webhook's URL, signed as its provider signs, through the same HTTP client.
 
 mod api;
 pub use api::tls_config;
@@ -30,6 +33,7 @@ mod backoff;
 mod connection;
 pub mod forward;
 pub mod ledger;
+pub mod trigger;
 
 use std::{
     cell::RefCell,

@@ -834,6 +834,8 @@
       h('button', { type: 'button', id: 'search-clear', class: 'secondary' }, 'Clear'));
     const redeliverMatching = h('button', { type: 'button', id: 'redeliver-matching', class: 'secondary' }, 'Redeliver matching…');
     const matchingSlot = h('div', { id: 'matching-slot' });
+    const sendTest = h('button', { type: 'button', id: 'send-test-event', class: 'secondary', hidden: !webhook.active }, 'Send test event…');
+    const testEventSlot = h('div', { id: 'test-event-slot' });
 
     // The live first page, and older pages the person asked for.
     let live = [];
@@ -935,6 +937,17 @@
         until: searchUntil.value,
       }, () => clear(matchingSlot)));
       reveal(matchingSlot);
+    });
+
+    sendTest.addEventListener('click', () => {
+      // Deactivated since the page was drawn: its URL takes nothing, test events included.
+      if (!webhook.active) {
+        sendTest.hidden = true;
+        clear(testEventSlot);
+        return;
+      }
+      replace(testEventSlot, testEventPanel(base, webhook, (deliveryId) => openDetail(deliveryId), () => clear(testEventSlot)));
+      reveal(testEventSlot);
     });
 
     olderButton.addEventListener('click', async () => {
@@ -1099,9 +1112,11 @@
           h('div', { class: 'grow' }),
           h('label', { for: 'status-filter', class: 'muted' }, 'Show'),
           filter,
-          redeliverMatching),
+          redeliverMatching,
+          sendTest),
         searchForm,
         matchingSlot,
+        testEventSlot,
         h('div', { class: 'activity-body' },
           h('div', { class: 'card flush' }, tableSlot, h('div', { class: 'more' }, olderButton)),
           detailSlot)));
@@ -1216,6 +1231,67 @@
         h('button', { type: 'button', class: 'secondary small', id: 'match-close', onclick: onClose }, 'Close')),
       h('p', { class: 'hint' }, 'They are queued for the agent again at the end of its queue, in the order they were received. All of them, or none if that would pass the agent\u2019s backlog cap.'),
       form, count);
+  }
+
+  // Event types offered for a test event, the provider's default first. Any other name
+  // may be typed in; the hub shapes these ones as the provider does.
+  const TEST_EVENTS = {
+    github: ['push', 'ping', 'issues', 'issue_comment', 'pull_request'],
+    stripe: ['payment_intent.succeeded', 'payment_intent.payment_failed', 'charge.succeeded', 'charge.failed', 'checkout.session.completed', 'customer.created', 'invoice.paid'],
+    slack: ['app_mention', 'message', 'reaction_added', 'url_verification'],
+    generic: ['test.event'],
+  };
+
+  // "Send test event…": a sample from the webhook's provider, signed by the hub with the
+  // webhook's secret and taken through ingest like a real request, so it shows up in the
+  // activity below and goes to the agent.
+  function testEventPanel(base, webhook, onOpen, onClose) {
+    const events = TEST_EVENTS[webhook.provider] || TEST_EVENTS.generic;
+    const input = h('input', { id: 'test-event-type', name: 'event', type: 'text', class: 'mono', list: 'test-event-types', autocomplete: 'off', required: true, value: events[0] });
+    const result = h('p', { id: 'test-event-result', role: 'status', class: 'muted' });
+    const send = h('button', { type: 'submit', id: 'test-event-send' }, 'Send');
+    const form = h('form', { id: 'test-event-form', class: 'inline-form test-event-form' },
+      h('label', { for: 'test-event-type' }, 'Event type'),
+      input,
+      h('datalist', { id: 'test-event-types' }, events.map((e) => h('option', { value: e }))),
+      send);
+    const unsigned = (webhook.provider === 'stripe' || webhook.provider === 'slack') && !webhook.providerSecretSet;
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clearMessages();
+      const event = input.value.trim();
+      send.disabled = true;
+      try {
+        const r = await api('POST', `${base}/test-event`, event ? { event } : {});
+        if (r && r.deliveryId) {
+          replace(result, event ? `Sent \u201c${event}\u201d: delivery ` : 'Sent the default event: delivery ',
+            h('span', { class: 'mono', id: 'test-event-delivery' }, r.deliveryId), ' is in the activity. ',
+            h('button', { type: 'button', class: 'secondary small', id: 'test-event-open', onclick: () => onOpen(r.deliveryId) }, 'Show it'));
+        } else if (r && typeof r.challenge === 'string') {
+          result.textContent = 'Slack\u2019s URL check was answered with its challenge, as the hub answers Slack; nothing is queued for the agent.';
+        } else {
+          result.textContent = 'Sent.';
+        }
+      } catch (err) {
+        result.textContent = '';
+        if (err instanceof ApiError && err.status === 404) {
+          showError('This webhook no longer accepts events.');
+        } else if (!(err instanceof ApiError && err.status === 401)) {
+          showFormError(err, form);
+        }
+      } finally {
+        send.disabled = false;
+      }
+    });
+    return h('section', { class: 'card', id: 'test-event-panel' },
+      h('div', { class: 'once-head' },
+        h('h2', {}, 'Send a test event'),
+        h('button', { type: 'button', class: 'secondary small', id: 'test-event-close', onclick: onClose }, 'Close')),
+      h('p', { class: 'hint' }, `A sample ${providerLabel(webhook.provider)} event, signed the way ${providerLabel(webhook.provider)} signs it, goes through the same checks as a real one and is queued for the agent.`),
+      unsigned
+        ? h('p', { class: 'hint', id: 'test-event-unsigned' }, 'No provider secret is set, so it is sent unsigned and accepted as unverified, as the provider\u2019s own requests are until then.')
+        : null,
+      form, result);
   }
 
   function historyTable(history) {

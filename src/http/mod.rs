@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod test_events;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -96,6 +97,7 @@ pub fn configure(routes: &mut Routes) {
     account::configure(routes);
     agents::configure(routes);
     webhooks::configure(routes);
+    test_events::configure(routes);
     deliveries::configure(routes);
     ingest::configure(routes);
     connect::configure(routes);

@@ -6,7 +6,8 @@
 //! verified, rejected (and why) or unverifiable, and names the event and the provider's own
 //! delivery id. Verification only reads; what to do with the verdict is ingest's business.
 //! Signing what the hub hands to an agent, the other direction, is
-//! [`crate::signer`]'s.
+//! [`crate::signer`]'s. [`samples`] makes requests as each provider would send them, for
+//! `hookhub trigger` and the dashboard's test events.
 
 use actix_web::http::header::HeaderMap;
 use hmac::{Hmac, Mac};
@@ -20,6 +21,7 @@ use crate::{
 pub mod envelope;
 pub mod generic;
 pub mod github;
+pub mod samples;
 pub mod slack;
 pub mod stripe;
 

@@ -8,6 +8,7 @@ pub mod events;
 pub mod ingest;
 pub mod input;
 pub mod replay;
+pub mod test_events;
 pub mod tools;
 pub mod views;
 pub mod webhooks;

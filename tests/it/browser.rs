@@ -992,6 +992,115 @@ async fn an_owner_sees_a_failed_delivery_with_its_history_and_discards_searches_
     b.close().await;
 }
 
+// ---- Test events ------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn send_test_event_makes_a_delivery_that_shows_in_the_live_activity() {
+    let app = spawn_app().await;
+    let (agent_id, token) = app.create_agent("bot").await;
+    let github = app
+        .create_webhook(&app.owner_token, &agent_id, "GitHub", "github")
+        .await;
+    let github = github["webhookId"].as_str().unwrap().to_owned();
+    let stripe = app
+        .create_webhook(&app.owner_token, &agent_id, "Stripe", "stripe")
+        .await;
+    let stripe = stripe["webhookId"].as_str().unwrap().to_owned();
+    let mut socket = app.connect(&token).await;
+
+    let b = Browser::start(&app.base).await;
+    b.goto("/").await;
+    b.sign_in(&app.owner_token).await;
+    b.goto(&format!("/#/agents/{agent_id}/webhooks/{github}"))
+        .await;
+    b.find("#live.on").await;
+    b.find("#deliveries-empty").await;
+
+    // The panel offers GitHub's events, push first; an issue is sent.
+    b.click("#send-test-event").await;
+    b.find("#test-event-panel").await;
+    assert_eq!(b.value("#test-event-type").await, "push");
+    assert!(
+        b.js("document.querySelector('#test-event-unsigned') === null")
+            .await
+            == json!(true),
+        "a GitHub test event is signed"
+    );
+    b.fill("#test-event-type", "issues").await;
+    b.click("#test-event-send").await;
+    b.until(
+        "the sent delivery",
+        "document.querySelector('#test-event-delivery')",
+    )
+    .await;
+    let id = b.text("#test-event-delivery").await;
+    assert!(id.starts_with("dlv_"), "{id}");
+    b.shot("test-event").await;
+
+    // The live activity shows it, and the agent has it, verified.
+    let row = format!("#deliveries-table tr[data-delivery-id=\"{id}\"]");
+    b.until("its row", &format!("document.querySelector('{row}')"))
+        .await;
+    let row_text = b.text(&row).await;
+    assert!(row_text.contains("issues"), "{row_text}");
+    assert!(!row_text.contains("unverified"), "{row_text}");
+    let d = socket.next_delivery(10).await;
+    assert_eq!(d["deliveryId"], id.as_str());
+    assert_eq!(
+        (&d["event"], &d["verified"]),
+        (&json!("issues"), &json!(true))
+    );
+    socket.ack(&id).await;
+    b.until(
+        "its ack",
+        &format!("document.querySelector('{row}[data-status=\"acked\"]')"),
+    )
+    .await;
+    // "Show it" opens its detail.
+    b.click("#test-event-open").await;
+    b.find(&format!("#delivery-detail[data-delivery-id=\"{id}\"]"))
+        .await;
+
+    // A Stripe webhook without its provider secret says the event goes unsigned, and the
+    // activity marks it unverified.
+    b.goto(&format!("/#/agents/{agent_id}/webhooks/{stripe}"))
+        .await;
+    b.find("#deliveries-empty").await;
+    b.click("#send-test-event").await;
+    b.find("#test-event-unsigned").await;
+    assert_eq!(
+        b.value("#test-event-type").await,
+        "payment_intent.succeeded"
+    );
+    b.click("#test-event-send").await;
+    b.until(
+        "the sent delivery",
+        "document.querySelector('#test-event-delivery')",
+    )
+    .await;
+    let id = b.text("#test-event-delivery").await;
+    let row = format!("#deliveries-table tr[data-delivery-id=\"{id}\"]");
+    b.until(
+        "its unverified row",
+        &format!("document.querySelector('{row} .unverified')"),
+    )
+    .await;
+    let d = socket.next_delivery(10).await;
+    assert_eq!(d["deliveryId"], id.as_str());
+    assert_eq!(d["verified"], false);
+
+    // An event type that is not a plain name: the hub's reason, on the field.
+    b.fill("#test-event-type", "two words").await;
+    b.click("#test-event-send").await;
+    b.until(
+        "the error",
+        "!document.querySelector('#error').hidden && document.querySelector('#test-event-type[aria-invalid]')",
+    )
+    .await;
+    assert!(b.text("#error").await.contains("event type"));
+    b.close().await;
+}
+
 #[actix_web::test]
 async fn an_owner_renames_rotates_and_deletes_from_the_dashboard() {
     let app = spawn_app().await;

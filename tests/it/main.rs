@@ -32,4 +32,5 @@ mod providers;
 mod retention;
 mod socket;
 mod tools;
+mod trigger;
 mod writer_batches;
