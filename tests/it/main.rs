@@ -19,6 +19,7 @@ mod api;
 mod browser;
 mod dashboard;
 mod delivery;
+mod deploy;
 mod failures;
 mod front_door;
 mod listen;
