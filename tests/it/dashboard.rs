@@ -456,8 +456,9 @@ async fn the_agent_listing_shows_each_backlog() {
     assert_eq!(depth(&idle), 0);
 }
 
-/// Reads SSE events from a response until one satisfies `want`.
-async fn next_event_where<S>(
+/// Reads SSE events from a response until one satisfies `want`; waits up to 10 s for each
+/// chunk. (The nginx tests read the stream through nginx with it too.)
+pub(crate) async fn next_event_where<S>(
     resp: &mut awc::ClientResponse<S>,
     buf: &mut String,
     want: impl Fn(&str, &Value) -> bool,

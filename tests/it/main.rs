@@ -26,6 +26,7 @@ mod listen;
 mod mcp;
 mod metrics;
 mod migrations;
+mod nginx;
 mod openapi;
 mod providers;
 mod retention;
