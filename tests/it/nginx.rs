@@ -11,7 +11,6 @@
 
 use std::{
     fs,
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Arc,
@@ -202,12 +201,6 @@ impl Nginx {
         let binary = nginx_binary();
         let dir = tempfile::tempdir().unwrap();
         let cert = self_signed_certificate(dir.path());
-        let (http_port, https_port) = (free_port(), free_port());
-        fs::write(
-            dir.path().join("hookhub.conf"),
-            render_site(http_port, https_port, &cert, hub_port),
-        )
-        .unwrap();
         let config = dir.path().join("nginx.conf");
         fs::write(&config, main_config(dir.path())).unwrap();
         let command = || {
@@ -220,54 +213,60 @@ impl Nginx {
                 .arg(dir.path().join("error.log"));
             c
         };
-        // Checked first, so that a bad config is reported as one, not as a port that
-        // never opens; and the shipped file must not even draw a warning.
-        let test = command().arg("-t").output().expect("nginx runs");
-        let said = String::from_utf8_lossy(&test.stderr);
-        assert!(test.status.success(), "nginx -t: {said}");
-        assert!(!said.contains("[warn]"), "nginx -t: {said}");
-        let stderr = fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("nginx starts");
-        let mut nginx = Self {
-            child,
-            dir,
-            http_port,
-            https_port,
-            cert_der: cert.der,
-        };
-        nginx.wait_until_listening();
-        nginx
-    }
+        // A port free_port found free can be taken before nginx binds it (tests run in
+        // parallel, and bind ports of their own): a start that finds a port taken is
+        // tried again on others.
+        for _ in 0..5 {
+            let (http_port, https_port) = (free_port(), free_port());
+            if http_port == https_port {
+                continue;
+            }
+            fs::write(
+                dir.path().join("hookhub.conf"),
+                render_site(http_port, https_port, &cert, hub_port),
+            )
+            .unwrap();
+            // Checked first, so that a bad config is reported as one, not as a port that
+            // never opens; and the shipped file must not even draw a warning.
+            let test = command().arg("-t").output().expect("nginx runs");
+            let said = String::from_utf8_lossy(&test.stderr);
+            assert!(test.status.success(), "nginx -t: {said}");
+            assert!(!said.contains("[warn]"), "nginx -t: {said}");
 
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("nginx exited ({status})");
+            let _ = fs::remove_file(dir.path().join("error.log"));
+            let stderr = fs::File::create(dir.path().join("stderr.log")).unwrap();
+            let mut child = command()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("nginx starts");
+            match wait_until_listening(&mut child, dir.path()) {
+                Ok(()) => {
+                    return Self {
+                        child,
+                        dir,
+                        http_port,
+                        https_port,
+                        cert_der: cert.der,
+                    }
+                }
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let logs = logs(dir.path());
+                    assert!(logs.contains("Address already in use"), "{why}\n{logs}");
+                }
             }
-            let open = |port| TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if open(self.http_port) && open(self.https_port) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "nginx did not listen in 10 s");
-            std::thread::sleep(Duration::from_millis(20));
         }
+        panic!(
+            "nginx found its ports taken five times\n{}",
+            logs(dir.path())
+        );
     }
 
-    /// nginx's error log and anything it wrote to stderr.
     fn logs(&self) -> String {
-        ["error.log", "stderr.log"]
-            .iter()
-            .map(|name| {
-                let text = fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-                format!("--- nginx {name} ---\n{text}")
-            })
-            .collect()
+        logs(self.dir.path())
     }
 
     /// A client that trusts this nginx's certificate, and speaks HTTP/1.1 as the hub's
@@ -291,6 +290,36 @@ impl Nginx {
             .timeout(Duration::from_secs(30))
             .finish()
     }
+}
+
+/// Waits until nginx has bound its ports: it writes its pid into its pid file only once
+/// it has. (`nginx -t` leaves the file there, empty.)
+fn wait_until_listening(nginx: &mut Child, dir: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = nginx.try_wait().unwrap() {
+            return Err(format!("nginx exited ({status})"));
+        }
+        let pid = fs::read_to_string(dir.join("nginx.pid")).unwrap_or_default();
+        if pid.trim() == nginx.id().to_string() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("nginx did not start in 10 s".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// nginx's error log and anything it wrote to stderr.
+fn logs(dir: &Path) -> String {
+    ["error.log", "stderr.log"]
+        .iter()
+        .map(|name| {
+            let text = fs::read_to_string(dir.join(name)).unwrap_or_default();
+            format!("--- nginx {name} ---\n{text}")
+        })
+        .collect()
 }
 
 impl Drop for Nginx {
