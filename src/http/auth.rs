@@ -220,31 +220,52 @@ pub async fn sign_out(hub: &Hub, session: &Session) -> Result<(), ApiError> {
 }
 
 /// The session cookie: script cannot read it, no other site's request carries it, it
-/// expires with the session, and it is `Secure` whenever the hub is served over HTTPS.
-pub fn session_cookie(hub: &Hub, session_id: &Secret) -> Cookie<'static> {
+/// expires with the session, and it is `Secure` whenever the request came over HTTPS.
+pub fn session_cookie(hub: &Hub, req: &HttpRequest, session_id: &Secret) -> Cookie<'static> {
     let max_age = i64::try_from(hub.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
     Cookie::build(SESSION_COOKIE, session_id.expose().to_owned())
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(served_over_https(hub))
+        .secure(served_over_https(hub, req))
         .max_age(CookieDuration::seconds(max_age))
         .finish()
 }
 
 /// A cookie that makes the browser forget the session.
-pub fn cleared_session_cookie(hub: &Hub) -> Cookie<'static> {
+pub fn cleared_session_cookie(hub: &Hub, req: &HttpRequest) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, "")
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(served_over_https(hub))
+        .secure(served_over_https(hub, req))
         .max_age(CookieDuration::ZERO)
         .finish()
 }
 
-fn served_over_https(hub: &Hub) -> bool {
-    hub.public_url
+/// The header a TLS-terminating proxy sets to the scheme its client used.
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// Whether the browser reached the hub over HTTPS: the public URL says so, or a proxy in
+/// front (deploy/nginx.conf) says the request came to it over HTTPS.
+///
+/// The header is believed from anyone, proxy or not, because all it can do is add
+/// `Secure`: a cookie only ever gets stricter for it. A client that sends it over plain
+/// HTTP gets a cookie its own browser will not send back, and harms no one else.
+fn served_over_https(hub: &Hub, req: &HttpRequest) -> bool {
+    let public_url_is_https = hub
+        .public_url
         .get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    public_url_is_https || forwarded_over_https(req)
+}
+
+/// `X-Forwarded-Proto: https`; with proxies in a chain each may have added its own value
+/// (`https, http`), and any `https` among them counts, for the reason above.
+fn forwarded_over_https(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(FORWARDED_PROTO)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }

@@ -125,7 +125,7 @@ async fn sign_in(
     let token = input::required_str(&body, "token", MAX_TOKEN)?;
     let signed_in = auth::sign_in(&hub, &token).await?;
     Ok(HttpResponse::Ok()
-        .cookie(auth::session_cookie(&hub, &signed_in.session_id))
+        .cookie(auth::session_cookie(&hub, &req, &signed_in.session_id))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(session_json(&signed_in.session)))
 }
@@ -151,7 +151,7 @@ async fn sign_out(hub: web::Data<Hub>, req: HttpRequest) -> Result<HttpResponse,
         }
     }
     Ok(HttpResponse::NoContent()
-        .cookie(auth::cleared_session_cookie(&hub))
+        .cookie(auth::cleared_session_cookie(&hub, &req))
         .finish())
 }
 

@@ -218,6 +218,71 @@ async fn the_cookie_is_secure_when_the_hub_is_served_over_https() {
     assert!(attrs.contains(&"httponly".to_owned()));
 }
 
+/// The `Set-Cookie` of a dashboard session request sent with `X-Forwarded-Proto` set to
+/// `proto`, as a TLS-terminating proxy in front of the hub sends it.
+async fn set_cookie_forwarded(
+    app: &TestApp,
+    method: &str,
+    proto: &str,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+) -> String {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = app
+        .client
+        .request(method, app.url("/dashboard/session"))
+        .insert_header(("X-Forwarded-Proto", proto));
+    if let Some(cookie) = cookie {
+        req = req.insert_header((header::COOKIE, cookie));
+    }
+    if let Some(csrf) = csrf {
+        req = req.insert_header(("X-CSRF-Token", csrf));
+    }
+    let resp = match cookie {
+        Some(_) => req.send().await,
+        None => req.send_json(&json!({ "token": app.owner_token })).await,
+    }
+    .expect("request sent");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.headers()
+        .get(header::SET_COOKIE)
+        .expect("a Set-Cookie")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn the_cookie_is_secure_when_a_proxy_says_the_request_came_over_https() {
+    // The public URL is plain http: only the proxy's header can make the cookie `Secure`.
+    let app = spawn_app().await;
+    let secure = |set_cookie: &str| cookie_attributes(set_cookie).contains(&"secure".to_owned());
+
+    for proto in ["https", "HTTPS", "https, http", "http, https"] {
+        let set_cookie = set_cookie_forwarded(&app, "POST", proto, None, None).await;
+        assert!(secure(&set_cookie), "{proto}: {set_cookie}");
+    }
+    for proto in ["http", "", "httpsx"] {
+        let set_cookie = set_cookie_forwarded(&app, "POST", proto, None, None).await;
+        assert!(!secure(&set_cookie), "{proto}: {set_cookie}");
+    }
+
+    // Signing out through the proxy clears the cookie with one as strict as it was set.
+    let session = sign_in(&app, &app.owner_token).await;
+    let cleared = set_cookie_forwarded(
+        &app,
+        "DELETE",
+        "https",
+        Some(&session.cookie),
+        Some(&session.csrf),
+    )
+    .await;
+    assert!(cleared.starts_with("hookhub_session=;"), "{cleared}");
+    assert!(secure(&cleared), "{cleared}");
+    let me = with_cookie(&app, "GET", "/dashboard/session", &session, None, None).await;
+    assert_eq!(me.status, 401, "the session ended");
+}
+
 #[actix_web::test]
 async fn a_cookie_session_acts_as_the_owner_and_changes_need_the_csrf_token() {
     let app = spawn_app().await;
@@ -391,8 +456,9 @@ async fn the_agent_listing_shows_each_backlog() {
     assert_eq!(depth(&idle), 0);
 }
 
-/// Reads SSE events from a response until one satisfies `want`.
-async fn next_event_where<S>(
+/// Reads SSE events from a response until one satisfies `want`; waits up to 10 s for each
+/// chunk. (The nginx tests read the stream through nginx with it too.)
+pub(crate) async fn next_event_where<S>(
     resp: &mut awc::ClientResponse<S>,
     buf: &mut String,
     want: impl Fn(&str, &Value) -> bool,

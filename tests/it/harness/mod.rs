@@ -290,7 +290,8 @@ impl HubClient {
 
     /// Opens the agent's socket.
     pub async fn connect(&self, agent_token: &str) -> AgentSocket {
-        let url = format!("ws://127.0.0.1:{}/v1/agent/connect", self.port);
+        // ws:// for http://, wss:// for https:// (a hub behind a TLS proxy).
+        let url = format!("{}/v1/agent/connect", self.base.replacen("http", "ws", 1));
         let (_, framed) = self
             .client
             .ws(url)
