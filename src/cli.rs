@@ -147,8 +147,9 @@ struct BackupArgs {
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    let format = cli.log_format;
     let result = match cli.command {
-        Command::Serve(config) => serve(*config).await,
+        Command::Serve(config) => serve(*config, format).await,
         Command::Account { command } => match command {
             AccountCommand::Create { name, init, dir } => account_create(&name, &dir, init).await,
             AccountCommand::List { dir } => account_list(&dir).await,
@@ -173,13 +174,30 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("hookhub: {message}");
+            match format {
+                LogFormat::Text => eprintln!("hookhub: {message}"),
+                // A log system reading JSON lines gets the one it most needs as one.
+                LogFormat::Json => tracing::error!(error = %message, "hookhub stopped"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+/// A line for whoever started `serve`, on stdout: text, or under `--log-format json` a
+/// JSON object like the log's (the message last, so that it ends the line).
+fn say(format: LogFormat, line: &str) {
+    match format {
+        LogFormat::Text => println!("hookhub: {line}"),
+        LogFormat::Json => println!(
+            r#"{{"timestamp":{},"level":"INFO","target":"hookhub","message":{}}}"#,
+            serde_json::Value::from(crate::clock::rfc3339(crate::clock::now_ms())),
+            serde_json::Value::from(line)
+        ),
+    }
+}
+
+async fn serve(config: Config, format: LogFormat) -> Result<(), String> {
     survive_file_size_limit();
     let app = Application::build(config)
         .await
@@ -187,28 +205,39 @@ async fn serve(config: Config) -> Result<(), String> {
     let url = app.public_url().to_owned();
     if let Some(owner) = app.first_owner() {
         // Printed, not logged: it is shown once, to whoever started the hub.
-        println!(
-            "hookhub: first start, created the owner account {}",
-            owner.account_id
+        say(
+            format,
+            &format!(
+                "first start, created the owner account {}",
+                owner.account_id
+            ),
         );
-        println!(
-            "hookhub: owner token (shown once, keep it): {}",
-            owner.token
+        say(
+            format,
+            &format!("owner token (shown once, keep it): {}", owner.token),
         );
     }
+    // Before anyone is told the hub listens: they may stop it at once.
+    let stop = shutdown::signal();
     // The "listening on" line comes last: whoever waits for it may close stdout then,
     // and a line printed after it would fail.
     match app.admin_addr() {
         Some(admin) => {
-            println!("hookhub: admin listener on http://{admin}  (dashboard, API, /metrics)");
-            println!("hookhub: listening on {url}  (ingest, agent sockets, MCP)");
+            say(
+                format,
+                &format!("admin listener on http://{admin}  (dashboard, API, /metrics)"),
+            );
+            say(
+                format,
+                &format!("listening on {url}  (ingest, agent sockets, MCP)"),
+            );
         }
-        None => println!("hookhub: listening on {url}  (dashboard: {url}/)"),
+        None => say(format, &format!("listening on {url}  (dashboard: {url}/)")),
     }
     tracing::info!(url = %url, "hookhub started");
     let stop_reports = CancellationToken::new();
     let reports = actix_web::rt::spawn(logging::report_malformed(stop_reports.clone()));
-    let served = app.run_until(shutdown::signal()).await;
+    let served = app.run_until(stop).await;
     stop_reports.cancel();
     let _ = reports.await;
     served.map_err(|e| e.to_string())
@@ -309,10 +338,15 @@ async fn backup(args: &BackupArgs) -> Result<(), String> {
             args.to.display()
         ));
     }
-    let store = args.dir.open(false).await?;
-    let copied = store.backup_to(&args.to).await;
-    store.close().await;
-    let bytes = copied.map_err(|e| format!("backup to {}: {e}", args.to.display()))?;
+    if !Store::exists_in(&args.dir.data_dir) {
+        return Err(format!(
+            "{} holds no hub database; check --data-dir (or HOOKHUB_DATA_DIR)",
+            args.dir.data_dir.display()
+        ));
+    }
+    let bytes = Store::backup(&args.dir.data_dir, &args.to)
+        .await
+        .map_err(|e| format!("backup: {e}"))?;
     print_json(&serde_json::json!({
         "backup": args.to.display().to_string(),
         "bytes": bytes,

@@ -13,10 +13,11 @@ pub struct Config {
     #[arg(long, env = "HOOKHUB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
-    /// A second address, for the operator: with it, the dashboard, the management API,
-    /// `/metrics` and the OpenAPI document are served there and not on `--listen`, which
-    /// keeps only what senders and agents need (ingest, the agent socket, MCP, /healthz).
-    /// Bind it to loopback or a private network.
+    /// A second address, for the operator: with it, the dashboard, the owner's management
+    /// API, `/metrics` and the OpenAPI document are served there and not on `--listen`,
+    /// which keeps only what senders and agents need (ingest, the agent socket, MCP, an
+    /// agent's own `/v1/agents/me/…` routes, /healthz). Bind it to loopback or a private
+    /// network.
     #[arg(long, env = "HOOKHUB_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
 

@@ -102,6 +102,34 @@ impl FromRequest for Caller {
     }
 }
 
+/// What a request authenticated with, kept to be checked again by a response that lasts
+/// (the activity stream): a token rotated or a session ended meanwhile ends it.
+pub enum Credential {
+    Bearer(Secret),
+    Session(Secret),
+}
+
+impl Credential {
+    /// As [`Caller`]'s extraction reads it: a bearer token wins over the cookie.
+    pub fn of(req: &HttpRequest) -> Option<Self> {
+        match bearer_token(req) {
+            Some(token) => Some(Self::Bearer(Secret::new(token.to_owned()))),
+            None => session_cookie_value(req).map(|c| Self::Session(Secret::new(c))),
+        }
+    }
+
+    pub async fn still_valid(&self, hub: &Hub) -> Result<bool, ApiError> {
+        match self {
+            Self::Bearer(token) => match authenticate(hub, token.expose()).await {
+                Ok(_) => Ok(true),
+                Err(ApiError::Unauthorized) => Ok(false),
+                Err(e) => Err(e),
+            },
+            Self::Session(cookie) => Ok(find_session(hub, cookie.expose()).await?.is_some()),
+        }
+    }
+}
+
 // ---- Dashboard sessions ---------------------------------------------------------------
 
 /// A live dashboard session: as stored, and the CSRF token its changes must carry.

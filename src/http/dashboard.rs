@@ -203,9 +203,11 @@ struct StreamQuery {
 async fn activity_stream(
     hub: web::Data<Hub>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<super::WebhookPath>,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let credential = auth::Credential::of(&req).ok_or(ApiError::Unauthorized)?;
     let super::WebhookPath { agent, webhook } = path.into_inner();
     let StreamQuery {
         limit,
@@ -234,6 +236,7 @@ async fn activity_stream(
     let poll = ActivityPoll {
         hub,
         caller,
+        credential,
         agent,
         webhook,
         query,
@@ -255,6 +258,8 @@ async fn activity_stream(
 struct ActivityPoll {
     hub: web::Data<Hub>,
     caller: Caller,
+    /// Checked again at every poll: the stream ends with the token or session it began with.
+    credential: auth::Credential,
     agent: String,
     webhook: String,
     query: webhooks::ActivityQuery,
@@ -284,15 +289,19 @@ async fn next_activity_event(
             _ = poll.hub.shutdown.cancelled() => return None,
             _ = tokio::time::sleep(STREAM_POLL) => {}
         }
-        let page = webhooks::list_deliveries(
-            &poll.hub,
-            &poll.caller,
-            &poll.agent,
-            &poll.webhook,
-            &poll.query,
-        )
-        .await
-        .and_then(|page| serde_json::to_string(&page).map_err(ApiError::internal));
+        let page = match poll.credential.still_valid(&poll.hub).await {
+            Ok(true) => webhooks::list_deliveries(
+                &poll.hub,
+                &poll.caller,
+                &poll.agent,
+                &poll.webhook,
+                &poll.query,
+            )
+            .await
+            .and_then(|page| serde_json::to_string(&page).map_err(ApiError::internal)),
+            Ok(false) => Err(ApiError::Unauthorized),
+            Err(e) => Err(e),
+        };
         match page {
             Ok(page) if page != poll.last => {
                 let event = sse_event("deliveries", &page);

@@ -72,9 +72,10 @@ fn loggable_path(path: &str) -> String {
 pub struct AdminListener(pub SocketAddr);
 
 /// With an admin listener, the public one serves only what senders and agents need from
-/// outside: ingest, the agent's socket, MCP and the health check. The dashboard, the
-/// management API, `/metrics` and the OpenAPI document are on the admin listener alone;
-/// asked for on the public one, they are the 404 of a route that does not exist.
+/// outside: ingest, the agent's socket, MCP, an agent's own routes (`/v1/agents/me/…`) and
+/// the health check. The dashboard, the owner's management API, `/metrics` and the
+/// OpenAPI document are on the admin listener alone; asked for on the public one, they are
+/// the 404 of a route that does not exist.
 pub async fn public_routes_only(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -89,7 +90,15 @@ pub async fn public_routes_only(
 }
 
 fn is_public(path: &str) -> bool {
-    path.starts_with("/v1/hooks/") || matches!(path, "/healthz" | "/v1/agent/connect" | "/v1/mcp")
+    path.starts_with("/v1/hooks/")
+        // An agent's own routes: `me` names an agent only with that agent's token, so an
+        // owner's token gets nothing from them (404), and an agent keeps its HTTP
+        // self-service (`hookhub listen --create`, rotating its own token, …).
+        || path.starts_with("/v1/agents/me/")
+        || matches!(
+            path,
+            "/healthz" | "/v1/agent/connect" | "/v1/mcp" | "/v1/agents/me"
+        )
 }
 
 #[cfg(test)]
@@ -112,6 +121,8 @@ mod tests {
             "/healthz",
             "/v1/agent/connect",
             "/v1/mcp",
+            "/v1/agents/me/webhooks",
+            "/v1/agents/me/token/rotate",
         ] {
             assert!(is_public(path), "{path}");
         }
@@ -119,6 +130,8 @@ mod tests {
             "/",
             "/metrics",
             "/v1/agents",
+            "/v1/agents/agt_01J/webhooks",
+            "/v1/agents/mex/webhooks",
             "/dashboard/session",
             "/v1/openapi.json",
             "/v1/mcpx",

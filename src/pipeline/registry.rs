@@ -117,6 +117,10 @@ impl Handler<Revoke> for Registry {
         self.revoked
             .retain(|_, at| now.duration_since(*at) < REVOKED_MEMORY);
         self.revoked.insert(msg.agent_id.clone(), now);
+        // Pull calls waiting with the old token wake, find it revoked, and end.
+        for wake in self.watching.remove(&msg.agent_id).unwrap_or_default() {
+            let _ = wake.send(());
+        }
         if let Some(online) = self.online.remove(&msg.agent_id) {
             online.close.do_send(Close {
                 code: protocol::CLOSE_REVOKED,
@@ -273,7 +277,8 @@ pub struct Register {
 }
 
 /// Service → registry: the agent's token was rotated or the agent deleted: close its
-/// socket with 4001, and refuse any connection that authenticated before now.
+/// socket with 4001, refuse any connection that authenticated before now, and wake its
+/// waiting pull calls (which then check their token again).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Revoke {

@@ -242,6 +242,11 @@ async fn next(
             _ = tokio::time::sleep_until(until) => {}
             _ = hub.shutdown.cancelled() => return Ok(Vec::new()),
         }
+        // A wait outlives the check of the token that began it: one rotated or an agent
+        // deleted meanwhile (which also wakes this) gets nothing more.
+        if !hub.store.agent_token_still_valid(agent).await? {
+            return Err(ApiError::Unauthorized);
+        }
     }
 }
 

@@ -133,6 +133,7 @@ pub async fn rotate(
     webhook_ref: &str,
 ) -> Result<RotatedSecret, ApiError> {
     let owner = resolve_agent(hub, caller, agent_ref).await?;
+    super::agents::require_active(&owner)?;
     let id = parse_webhook_id(webhook_ref)?;
     let secret = crypto::new_signing_secret()?;
     let sealed = hub.key.seal(secret.expose(), &crypto::signing_aad(&id))?;
@@ -202,6 +203,7 @@ pub async fn set_provider_secret(
         .get_webhook(&owner, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    super::agents::require_active(&owner)?;
     let ProviderSecret { secret } = ProviderSecret::from_object(body)?;
     if !webhook.provider.uses_provider_secret() {
         return Err(ApiError::invalid(

@@ -26,6 +26,10 @@ pub struct OwnedAgent {
     id: AgentId,
     account_id: AccountId,
     active: bool,
+    /// The hash of the agent token this was proven with, when it was (the agent calling
+    /// for itself): what a long-running request checks again, so that it ends with the
+    /// token.
+    token_hash: Option<Vec<u8>>,
 }
 
 impl OwnedAgent {
@@ -59,6 +63,7 @@ fn owned_from_row(r: &SqliteRow) -> OwnedAgent {
         id: AgentId::from_trusted(r.get("id")),
         account_id: AccountId::from_trusted(r.get("account_id")),
         active: r.get::<i64, _>("active") != 0,
+        token_hash: None,
     }
 }
 
@@ -107,7 +112,29 @@ impl Store {
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| (agent_from_row(&r), owned_from_row(&r))))
+        Ok(row.map(|r| {
+            let agent = agent_from_row(&r);
+            let owned = OwnedAgent {
+                token_hash: Some(agent.token_hash.clone()),
+                ..owned_from_row(&r)
+            };
+            (agent, owned)
+        }))
+    }
+
+    /// Whether the token `owner` was proven with still authenticates (not rotated, the
+    /// agent not deleted). True for an owner's proof, which no agent token made.
+    pub async fn agent_token_still_valid(&self, owner: &OwnedAgent) -> Result<bool, StoreError> {
+        let Some(hash) = &owner.token_hash else {
+            return Ok(true);
+        };
+        let row =
+            sqlx::query("SELECT 1 FROM agents WHERE id = ? AND token_hash = ? AND active = 1")
+                .bind(owner.id().as_str())
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
     }
 
     pub async fn get_agent(&self, owner: &OwnedAgent) -> Result<Option<Agent>, StoreError> {

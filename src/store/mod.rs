@@ -74,6 +74,9 @@ pub enum StoreError {
         what: &'static str,
         source: serde_json::Error,
     },
+    /// A backup could not be made; the text says what, and where.
+    #[error("{0}")]
+    Backup(String),
     /// A row holds what no version of the hub writes (a status or a provider unknown).
     #[error("a stored row is unreadable: {0}")]
     Corrupt(String),
@@ -225,44 +228,81 @@ impl Store {
         data_dir.join(DB_FILE).is_file()
     }
 
-    /// Writes a consistent copy of the database to `to`, which must not exist, while
-    /// writers go on: `VACUUM INTO` reads one snapshot, so the copy holds every commit
-    /// made before it began and none after. The copy is private (0600), synced, and
-    /// appears under its name only once it is whole.
-    pub async fn backup_to(&self, to: &Path) -> Result<u64, StoreError> {
+    /// Writes a consistent copy of `data_dir`'s database to `to`, which must not exist,
+    /// while a hub may be writing to it: `VACUUM INTO` reads one snapshot, so the copy
+    /// holds every commit made before it began and none after. The database is opened
+    /// read-only and not migrated: a newer binary backing up an older hub's directory
+    /// changes nothing in it. The copy is private (0600), synced, and appears under its
+    /// name only once it is whole. Its size in bytes.
+    pub async fn backup(data_dir: &Path, to: &Path) -> Result<u64, StoreError> {
+        let failed = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
+            StoreError::Backup(format!("{what} {}: {e}", path.display()))
+        };
         let mut partial = to.as_os_str().to_owned();
         partial.push(".partial");
         let partial = std::path::PathBuf::from(partial);
         // SQLite would create the file 0644; an empty file of our own is what it fills.
-        datadir::private_file_options()
+        if let Err(e) = datadir::private_file_options()
             .write(true)
             .create_new(true)
-            .open(&partial)?;
-        let copied = sqlx::query("VACUUM INTO ?")
-            .bind(partial.to_string_lossy().into_owned())
-            .execute(&self.pool)
-            .await;
-        let finish = || -> std::io::Result<u64> {
-            let file = std::fs::File::open(&partial)?;
-            file.sync_all()?;
-            let size = file.metadata()?.len();
+            .open(&partial)
+        {
+            return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                StoreError::Backup(format!(
+                    "{} exists: left by a backup that did not finish? Remove it, then try again",
+                    partial.display()
+                ))
+            } else {
+                failed("cannot create", &partial, &e)
+            });
+        }
+        let copied = async {
+            let options = SqliteConnectOptions::new()
+                .filename(data_dir.join(DB_FILE))
+                .read_only(true)
+                .busy_timeout(Duration::from_secs(10))
+                .disable_statement_logging();
+            let mut conn = SqliteConnection::connect_with(&options).await?;
+            sqlx::query("VACUUM INTO ?")
+                .bind(partial.to_string_lossy().into_owned())
+                .execute(&mut conn)
+                .await?;
+            conn.close().await?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        let finish = || -> Result<u64, StoreError> {
+            let file =
+                std::fs::File::open(&partial).map_err(|e| failed("reading", &partial, &e))?;
+            file.sync_all()
+                .map_err(|e| failed("syncing", &partial, &e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| failed("reading", &partial, &e))?
+                .len();
             if to.exists() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    format!("{} appeared while the copy was made", to.display()),
-                ));
+                return Err(StoreError::Backup(format!(
+                    "{} appeared while the copy was made; the copy is left in {}",
+                    to.display(),
+                    partial.display()
+                )));
             }
-            std::fs::rename(&partial, to)?;
+            std::fs::rename(&partial, to).map_err(|e| failed("renaming to", to, &e))?;
             if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::File::open(dir)?.sync_all()?;
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| failed("syncing", dir, &e))?;
             }
             Ok(size)
         };
         let result = match copied {
-            Ok(_) => finish().map_err(StoreError::from),
-            Err(e) => Err(e.into()),
+            Ok(()) => finish(),
+            Err(e) => Err(StoreError::Backup(format!(
+                "copying {}: {e}",
+                data_dir.join(DB_FILE).display()
+            ))),
         };
-        if result.is_err() {
+        if result.is_err() && !to.exists() {
             let _ = std::fs::remove_file(&partial);
         }
         result

@@ -675,3 +675,41 @@ async fn the_database_holds_no_csrf_token() {
         }
     }
 }
+
+#[actix_web::test]
+async fn an_activity_stream_ends_when_the_token_it_began_with_is_rotated() {
+    let app = spawn_app().await;
+    let (agent, agent_token) = app.create_agent("bot").await;
+    let id = app.create_webhook(&agent_token, "me", "w", "generic").await["webhookId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut resp = app
+        .client
+        .get(app.url(&format!("/v1/agents/me/webhooks/{id}/deliveries/stream")))
+        .bearer_auth(&agent_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut buf = String::new();
+    let (name, _) = next_event_where(&mut resp, &mut buf, |_, _| true).await;
+    assert_eq!(name, "deliveries");
+
+    let rotated = app
+        .post(
+            &format!("/v1/agents/{agent}/token/rotate"),
+            &app.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, 200);
+    let posted = app.ingest_signed(&id, r#"{"type":"after"}"#, &[]).await;
+    assert_eq!(posted.status, 202);
+    let (name, data) = next_event_where(&mut resp, &mut buf, |name, v| {
+        name == "failed" || v["deliveries"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    assert_eq!(name, "failed", "the old token still streamed: {data}");
+    assert_eq!(data["error"]["code"], "unauthorized");
+}

@@ -220,6 +220,14 @@ async fn a_deleted_agent_stops_everywhere_and_its_history_stays_readable() {
         )
         .await;
     assert_eq!(rotate.status, 409, "{:?}", rotate.json);
+    let secret = app
+        .post(
+            &format!("/v1/agents/{agent}/webhooks/{webhook}/rotate"),
+            &app.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(secret.status, 409, "{:?}", secret.json);
 
     // The sibling is untouched.
     let mut sibling = app.connect(&other_token).await;

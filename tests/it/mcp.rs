@@ -909,3 +909,41 @@ async fn the_typescript_sdk_works_over_both_transports() {
         );
     }
 }
+
+#[actix_web::test]
+async fn a_wait_begun_with_a_token_that_is_then_rotated_gets_nothing_more() {
+    let app = spawn_app().await;
+    let (agent, token) = app.create_agent("llm").await;
+    let wid = generic_webhook(&app, &token).await;
+    let mut mcp = McpClient::http(&app.base, &token).await;
+
+    mcp.send_only(json!({"op": "call", "tool": "next_events", "args": {"waitSeconds": 20}}))
+        .await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let rotated = app
+        .post(
+            &format!("/v1/agents/{agent}/token/rotate"),
+            &app.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, 200);
+    let started = Instant::now();
+    let posted = post_events(&app, &wid, 1).await;
+    let r = mcp.answer().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the wait ran to its end"
+    );
+    assert_eq!(r["ok"]["isError"], true, "{r}");
+    assert_eq!(
+        r["ok"]["structuredContent"]["error"]["code"], "unauthorized",
+        "{r}"
+    );
+    assert!(!r.to_string().contains(posted[0].as_str()), "{r}");
+    // The event waits for the agent's new token.
+    let fresh = rotated.json["token"].as_str().unwrap();
+    let mut again = McpClient::http(&app.base, fresh).await;
+    let taken = again.ok("next_events", json!({"waitSeconds": 0})).await;
+    assert_eq!(event_ids(&taken), posted);
+}

@@ -87,6 +87,25 @@ async fn a_data_directory_refuses_to_start_with_a_master_key_it_was_not_sealed_w
             && err.contains("HOOKHUB_MASTER_KEY"),
         "{err}"
     );
+    // Under --log-format json, the refusal is a JSON line like every other.
+    let err = refused_start(
+        &data,
+        &[
+            ("HOOKHUB_MASTER_KEY", &new_key()),
+            ("HOOKHUB_LOG_FORMAT", "json"),
+        ],
+    );
+    let lines: Vec<Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["level"] == "ERROR"
+            && v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("sealed with another master key"))),
+        "{err}"
+    );
     // Another key file (a directory restored beside the wrong key).
     std::fs::write(&key_file, new_key()).unwrap();
     let err = refused_start(&data, &[]);
@@ -455,6 +474,16 @@ async fn the_admin_listener_keeps_the_dashboard_api_and_metrics_off_the_public_o
         )
         .await;
     assert_eq!(r.status, 404);
+    // An agent keeps its own routes there (`me`), which an owner's token cannot use.
+    let own = public.get("/v1/agents/me/webhooks", &agent_token).await;
+    assert_eq!(own.status, 200, "{:?}", own.json);
+    assert_eq!(own.json["webhooks"][0]["webhookId"], webhook.as_str());
+    let by_owner = public.get("/v1/agents/me/webhooks", &owner).await;
+    assert_eq!(by_owner.status, 404);
+    let by_id = public
+        .get(&format!("/v1/agents/{agent}/webhooks"), &agent_token)
+        .await;
+    assert_eq!(by_id.status, 404);
     // They are on the admin listener.
     let metrics = admin.request("GET", "/metrics", None, None).await;
     assert_eq!(metrics.status, 200);
@@ -489,4 +518,48 @@ async fn the_version_is_printed_and_in_the_health_check() {
     let health = app.request("GET", "/healthz", None, None).await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json, json!({ "status": "ok", "version": version }));
+}
+
+#[actix_web::test]
+async fn a_backup_that_cannot_be_made_says_what_and_where() {
+    let app = crate::harness::spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir/copy.db");
+    let out = hookhub_cli(
+        app.data_dir.path(),
+        &["backup", "--to", missing.to_str().unwrap()],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-dir/copy.db.partial"), "{err}");
+    assert!(!err.contains("data directory"), "{err}");
+
+    // A copy interrupted earlier left its partial file: the next one says so.
+    let to = dir.path().join("copy.db");
+    std::fs::write(dir.path().join("copy.db.partial"), b"").unwrap();
+    let out = hookhub_cli(
+        app.data_dir.path(),
+        &["backup", "--to", to.to_str().unwrap()],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("copy.db.partial exists") && err.contains("Remove it"),
+        "{err}"
+    );
+    assert!(!to.exists());
+    std::fs::remove_file(dir.path().join("copy.db.partial")).unwrap();
+    let out = hookhub_cli(
+        app.data_dir.path(),
+        &["backup", "--to", to.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(to.is_file() && !dir.path().join("copy.db.partial").exists());
 }

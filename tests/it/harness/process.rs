@@ -81,8 +81,13 @@ impl HubProcess {
         let mut owner_token = None;
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("stdout line");
+            // The token's own characters: the line may be a JSON object (--log-format json).
             if let Some(i) = line.find("hh_owner_") {
-                owner_token = Some(line[i..].trim().to_owned());
+                let token: String = line[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                    .collect();
+                owner_token = Some(token);
             }
             if line.contains("listening on") {
                 break;
