@@ -92,6 +92,11 @@ impl<'c, 's> Routes<'c, 's> {
 /// Every route of the API but `POST /v1/mcp` (see [`crate::mcp::http`]), which
 /// [`crate::startup`] mounts beside these.
 pub fn configure(routes: &mut Routes) {
+    // A request is matched against the routes in this order, each dynamic path a regex:
+    // the busiest routes, ingest and the agent socket, come first, so that a delivery is
+    // not tried against every management route before its own.
+    ingest::configure(routes);
+    connect::configure(routes);
     health::configure(routes);
     dashboard::configure(routes);
     account::configure(routes);
@@ -99,8 +104,6 @@ pub fn configure(routes: &mut Routes) {
     webhooks::configure(routes);
     test_events::configure(routes);
     deliveries::configure(routes);
-    ingest::configure(routes);
-    connect::configure(routes);
     metrics::configure(routes);
     openapi::configure(routes);
 }
