@@ -17,7 +17,7 @@ use crate::{
     domain::ids::{AccountId, AgentId},
     error::ApiError,
     state::Hub,
-    store::OwnedAgent,
+    store::{OwnedAgent, Webhook},
 };
 
 /// Who is calling, once authenticated (by `crate::http::auth`, or by the socket the agent
@@ -69,4 +69,23 @@ pub async fn resolve_agent(
                 .ok_or(ApiError::NotFound)
         }
     }
+}
+
+/// The webhook named by a path, if the caller owns the agent and the agent the webhook,
+/// with the agent's proof that its queries take. Anything else is `NotFound`, as for a
+/// webhook that does not exist.
+pub async fn resolve_webhook(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+    webhook_ref: &str,
+) -> Result<(OwnedAgent, Webhook), ApiError> {
+    let owner = resolve_agent(hub, caller, agent_ref).await?;
+    let id = webhooks::parse_webhook_id(webhook_ref)?;
+    let webhook = hub
+        .store
+        .get_webhook(&owner, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((owner, webhook))
 }

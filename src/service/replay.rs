@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     input::Object,
-    resolve_agent,
+    resolve_agent, resolve_webhook,
     webhooks::{filter_text, filter_time, parse_webhook_id},
     Hub,
 };
@@ -125,12 +125,8 @@ pub async fn redeliver_matching(
     webhook_ref: &str,
     body: &Object,
 ) -> Result<Redelivered, ApiError> {
-    let owner = resolve_agent(hub, caller, agent_ref).await?;
-    let webhook_id = parse_webhook_id(webhook_ref)?;
-    hub.store
-        .get_webhook(&owner, &webhook_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (owner, webhook) = resolve_webhook(hub, caller, agent_ref, webhook_ref).await?;
+    let webhook_id = webhook.id;
     let (filter, dry_run) = read_filter(body)?;
     match hub
         .writer

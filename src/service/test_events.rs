@@ -14,9 +14,7 @@ use bytes::Bytes;
 use super::{
     ingest::{self, Accepted},
     input::{self, Object},
-    resolve_agent,
-    webhooks::parse_webhook_id,
-    Caller,
+    resolve_webhook, Caller,
 };
 use crate::{
     clock,
@@ -38,12 +36,8 @@ pub async fn send(
     webhook_ref: &str,
     body: &Object,
 ) -> Result<Accepted, ApiError> {
-    let owner = resolve_agent(hub, caller, agent_ref).await?;
-    let id = parse_webhook_id(webhook_ref)?;
-    hub.store
-        .get_webhook(&owner, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (_, webhook) = resolve_webhook(hub, caller, agent_ref, webhook_ref).await?;
+    let id = webhook.id;
     // As ingest sees it: active, with its sealed secrets.
     let webhook = hub
         .webhooks

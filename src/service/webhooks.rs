@@ -3,7 +3,7 @@
 
 use super::{
     input::{self, Object},
-    resolve_agent,
+    resolve_agent, resolve_webhook,
     views::{
         webhook_url, AttemptView, CreatedWebhook, Deactivated, DeliveryDetail, DeliveryPage,
         DeliveryView, RotatedSecret, WebhookView,
@@ -116,13 +116,7 @@ pub async fn get(
     agent_ref: &str,
     webhook_ref: &str,
 ) -> Result<WebhookView, ApiError> {
-    let owner = resolve_agent(hub, caller, agent_ref).await?;
-    let id = parse_webhook_id(webhook_ref)?;
-    let w = hub
-        .store
-        .get_webhook(&owner, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (_, w) = resolve_webhook(hub, caller, agent_ref, webhook_ref).await?;
     Ok(WebhookView::new(&w, &hub.public_url))
 }
 
@@ -196,13 +190,8 @@ pub async fn set_provider_secret(
     webhook_ref: &str,
     body: &Object,
 ) -> Result<(), ApiError> {
-    let owner = resolve_agent(hub, caller, agent_ref).await?;
-    let id = parse_webhook_id(webhook_ref)?;
-    let webhook = hub
-        .store
-        .get_webhook(&owner, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (owner, webhook) = resolve_webhook(hub, caller, agent_ref, webhook_ref).await?;
+    let id = webhook.id.clone();
     super::agents::require_active(&owner)?;
     let ProviderSecret { secret } = ProviderSecret::from_object(body)?;
     if !webhook.provider.uses_provider_secret() {
@@ -305,12 +294,8 @@ pub async fn list_deliveries(
     webhook_ref: &str,
     query: &ActivityQuery,
 ) -> Result<DeliveryPage, ApiError> {
-    let owner = resolve_agent(hub, caller, agent_ref).await?;
-    let id = parse_webhook_id(webhook_ref)?;
-    hub.store
-        .get_webhook(&owner, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (owner, webhook) = resolve_webhook(hub, caller, agent_ref, webhook_ref).await?;
+    let id = webhook.id;
     let limit = match query.limit.as_deref() {
         None | Some("") => DEFAULT_PAGE,
         Some(s) => s
