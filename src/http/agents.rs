@@ -121,8 +121,10 @@ async fn rename(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Authorize before reading the body: a stranger learns nothing from validation.
+    let owner = agents::owners_agent(&hub, &caller, &path.agent).await?;
     let body = super::json_object(&req, payload).await?;
-    Ok(HttpResponse::Ok().json(agents::rename(&hub, &caller, &path.agent, &body).await?))
+    Ok(HttpResponse::Ok().json(agents::rename(&hub, &owner, &body).await?))
 }
 
 /// Delete an agent.

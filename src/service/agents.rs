@@ -87,8 +87,13 @@ pub async fn list(hub: &Hub, caller: &Caller) -> Result<Vec<AgentView>, ApiError
     Ok(views)
 }
 
-/// The agent named by the path, which only its owner may change.
-async fn owners_agent(hub: &Hub, caller: &Caller, agent_ref: &str) -> Result<OwnedAgent, ApiError> {
+/// The agent named by the path, which only its owner may change: callers authorize with
+/// this before they read a body, so that a stranger learns nothing from validation.
+pub async fn owners_agent(
+    hub: &Hub,
+    caller: &Caller,
+    agent_ref: &str,
+) -> Result<OwnedAgent, ApiError> {
     owner_only(caller)?;
     resolve_agent(hub, caller, agent_ref).await
 }
@@ -119,20 +124,15 @@ async fn view(hub: &Hub, owner: &OwnedAgent) -> Result<AgentView, ApiError> {
     ))
 }
 
-pub async fn rename(
-    hub: &Hub,
-    caller: &Caller,
-    agent_ref: &str,
-    body: &Object,
-) -> Result<AgentView, ApiError> {
-    let owner = owners_agent(hub, caller, agent_ref).await?;
+/// Renames the agent `owner` proves (see [`owners_agent`]).
+pub async fn rename(hub: &Hub, owner: &OwnedAgent, body: &Object) -> Result<AgentView, ApiError> {
     let NewAgent { name } = NewAgent::from_object(body)?;
     hub.store
-        .rename_agent(&owner, &name, clock::now_ms())
+        .rename_agent(owner, &name, clock::now_ms())
         .await?
         .ok_or(ApiError::NotFound)?;
     tracing::info!(agent_id = %owner.id(), "agent renamed");
-    view(hub, &owner).await
+    view(hub, owner).await
 }
 
 /// A new token for the agent, by its owner or by the agent itself. The old token stops

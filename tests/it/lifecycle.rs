@@ -267,6 +267,26 @@ async fn agents_and_webhooks_are_renamed_by_those_who_own_them() {
         )
         .await;
     assert_eq!(itself.status, 401);
+    // Authorized before the body is read: a bad body from anyone but the owner is not a 400.
+    let bad_by_agent = app
+        .request(
+            "PATCH",
+            "/v1/agents/me",
+            Some(&token),
+            Some(json!("not an object")),
+        )
+        .await;
+    assert_eq!(bad_by_agent.status, 401, "{:?}", bad_by_agent.json);
+    let stranger = create_owner(&app, "stranger").await;
+    let bad_by_stranger = app
+        .request(
+            "PATCH",
+            &format!("/v1/agents/{agent}"),
+            Some(&stranger),
+            Some(json!("not an object")),
+        )
+        .await;
+    assert_eq!(bad_by_stranger.status, 404, "{:?}", bad_by_stranger.json);
 
     let hook = app
         .request(
