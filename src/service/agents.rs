@@ -13,7 +13,7 @@ use crate::{
     error::ApiError,
     pipeline::registry::{ConnectedAgents, Revoke},
     service::Caller,
-    store::{OwnedAgent, Store},
+    store::{Agent, OwnedAgent, Store},
 };
 
 fn owner_only(caller: &Caller) -> Result<&AccountId, ApiError> {
@@ -72,15 +72,19 @@ pub async fn create(hub: &Hub, caller: &Caller, body: &Object) -> Result<Created
 pub async fn list(hub: &Hub, caller: &Caller) -> Result<Vec<AgentView>, ApiError> {
     let account_id = owner_only(caller)?;
     let agents = hub.store.list_agents(account_id).await?;
+    views(hub, &agents).await
+}
+
+/// Agents as listed: with whether each is connected, and its backlog. One count per
+/// agent: an owner has few agents, and each count reads only the pending-queue index.
+async fn views(hub: &Hub, agents: &[Agent]) -> Result<Vec<AgentView>, ApiError> {
     let connected = hub
         .registry
         .send(ConnectedAgents)
         .await
         .map_err(ApiError::internal)?;
-    // One count per agent: an owner has few agents, and each count reads only the
-    // pending-queue index.
     let mut views = Vec::with_capacity(agents.len());
-    for a in &agents {
+    for a in agents {
         let backlog = hub.store.backlog_depth(&a.id).await?;
         views.push(AgentView::new(a, connected.contains(&a.id), backlog));
     }
@@ -111,17 +115,10 @@ async fn view(hub: &Hub, owner: &OwnedAgent) -> Result<AgentView, ApiError> {
         .get_agent(owner)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let connected = hub
-        .registry
-        .send(ConnectedAgents)
-        .await
-        .map_err(ApiError::internal)?;
-    let backlog = hub.store.backlog_depth(&agent.id).await?;
-    Ok(AgentView::new(
-        &agent,
-        connected.contains(&agent.id),
-        backlog,
-    ))
+    views(hub, std::slice::from_ref(&agent))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("an agent read was not listed"))
 }
 
 /// Renames the agent `owner` proves (see [`owners_agent`]).
