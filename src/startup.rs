@@ -12,7 +12,10 @@ use std::{
 };
 
 use actix::Actor;
-use actix_web::{middleware::from_fn, web, App, HttpResponse, HttpServer};
+use actix_web::{
+    middleware::{from_fn, Condition},
+    web, App, HttpResponse, HttpServer,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -170,17 +173,21 @@ impl Application {
             if let Some(admin) = &admin_data {
                 app = app.app_data(admin.clone());
             }
-            app.wrap(from_fn(middleware::public_routes_only))
-                // Outermost, so that it logs what the listener split answered too.
-                .wrap(from_fn(middleware::access_log))
-                .app_data(data.clone())
-                .app_data(limiter.clone())
-                .app_data(openapi.clone())
-                .configure(http::register)
-                .configure(mcp::http::configure(mcp.clone()))
-                .default_service(web::to(|| async {
-                    HttpResponse::NotFound().json(ApiError::NotFound.body())
-                }))
+            // Without an admin listener there is nothing to keep off: not even a lookup.
+            app.wrap(Condition::new(
+                admin_data.is_some(),
+                from_fn(middleware::public_routes_only),
+            ))
+            // Outermost, so that it logs what the listener split answered too.
+            .wrap(from_fn(middleware::access_log))
+            .app_data(data.clone())
+            .app_data(limiter.clone())
+            .app_data(openapi.clone())
+            .configure(http::register)
+            .configure(mcp::http::configure(mcp.clone()))
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound().json(ApiError::NotFound.body())
+            }))
         })
         .on_connect(move |io, data| per_ip.on_connect(io, data))
         .workers(workers)
