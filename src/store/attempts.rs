@@ -7,9 +7,9 @@
 //! when an attempt ends otherwise (a nack, a timeout, a disconnect, a discard) or when a
 //! redeliver closes an attempt that the row would otherwise forget.
 
-use std::collections::HashMap;
+use sqlx::Row as _;
 
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{json_text, OwnedAgent, Store, StoreError};
 use crate::domain::{
@@ -30,79 +30,63 @@ pub struct Failed {
 /// Records attempts that ended without an ack, and gives up on the deliveries whose end
 /// says so: those still pending become `failed` with the end's reason. An end for a
 /// delivery that is not the agent's is ignored.
-pub(super) async fn end_attempts(
-    conn: &mut SqliteConnection,
+pub(super) fn end_attempts(
+    conn: &Connection,
     ends: &[(AgentId, AttemptEnd)],
 ) -> Result<Vec<Failed>, StoreError> {
     if ends.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<serde_json::Value> = ends
-        .iter()
-        .map(|(agent, e)| {
-            serde_json::json!([
-                e.id.as_str(),
-                agent.as_str(),
-                e.attempt,
-                e.sent_at,
-                e.via.as_str(),
-                e.outcome.as_str(),
-                e.at,
-                e.reason,
-                e.result.map(|r| r.status),
-                e.result.map(|r| r.ms),
-            ])
-        })
-        .collect();
-    sqlx::query(
+    let mut record = conn.prepare_cached(
         "INSERT INTO delivery_attempts (seq, attempt, sent_at, via, outcome, at, reason,
              result_status, result_ms)
-         SELECT d.seq, COALESCE(j.value ->> '$[2]', d.attempts), j.value ->> '$[3]',
-             j.value ->> '$[4]', j.value ->> '$[5]', j.value ->> '$[6]', j.value ->> '$[7]',
-             j.value ->> '$[8]', j.value ->> '$[9]'
-         FROM json_each(?) j
-         JOIN deliveries d ON d.id = j.value ->> '$[0]' AND d.agent_id = j.value ->> '$[1]'
-         ORDER BY j.key",
-    )
-    .bind(json_text("the attempts that ended", &rows)?)
-    .execute(&mut *conn)
-    .await?;
+         SELECT seq, COALESCE(?, attempts), ?, ?, ?, ?, ?, ?, ?
+         FROM deliveries WHERE id = ? AND agent_id = ?",
+    )?;
+    for (agent, e) in ends {
+        record.execute(params![
+            e.attempt,
+            e.sent_at,
+            e.via.as_str(),
+            e.outcome.as_str(),
+            e.at,
+            e.reason,
+            e.result.map(|r| r.status),
+            e.result.map(|r| r.ms as i64),
+            e.id.as_str(),
+            agent.as_str(),
+        ])?;
+    }
 
-    let mut failing: HashMap<&str, (&AgentId, FailReason, String)> = HashMap::new();
+    // The first end that gives up on a delivery says why.
+    let mut failing: Vec<(&AgentId, &DeliveryId, FailReason, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (agent, e) in ends {
         if let (Some(fail), Some(reason)) = (e.fail, e.failed_reason()) {
-            failing
-                .entry(e.id.as_str())
-                .or_insert((agent, fail, reason));
+            if seen.insert(e.id.as_str()) {
+                failing.push((agent, &e.id, fail, reason));
+            }
         }
     }
+    let mut failed = Vec::with_capacity(failing.len());
     if failing.is_empty() {
-        return Ok(Vec::new());
+        return Ok(failed);
     }
-    let fails: Vec<(&str, &str, &str)> = failing
-        .iter()
-        .map(|(id, (agent, _, reason))| (*id, agent.as_str(), reason.as_str()))
-        .collect();
-    let done = sqlx::query(
-        "UPDATE deliveries SET status = 'failed', reason = f.reason
-         FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS agent_id,
-                      value ->> '$[2]' AS reason FROM json_each(?)) AS f
-         WHERE deliveries.id = f.id AND deliveries.agent_id = f.agent_id
-           AND deliveries.status IN ('queued', 'sent')
-         RETURNING deliveries.id, deliveries.size_bytes",
-    )
-    .bind(json_text("the deliveries given up on", &fails)?)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut failed = Vec::with_capacity(done.len());
-    for row in done {
-        let id: String = row.try_get(0)?;
-        if let Some((agent, reason, _)) = failing.get(id.as_str()) {
+    let mut give_up = conn.prepare_cached(
+        "UPDATE deliveries SET status = 'failed', reason = ?
+         WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent')
+         RETURNING size_bytes",
+    )?;
+    for (agent, id, reason, words) in failing {
+        let size: Option<i64> = give_up
+            .query_row(params![words, id.as_str(), agent.as_str()], |r| r.get(0))
+            .optional()?;
+        if let Some(size_bytes) = size {
             failed.push(Failed {
-                agent_id: (*agent).clone(),
-                id: DeliveryId::from_trusted(id),
-                reason: *reason,
-                size_bytes: row.try_get(1)?,
+                agent_id: agent.clone(),
+                id: id.clone(),
+                reason,
+                size_bytes,
             });
         }
     }
@@ -112,26 +96,27 @@ pub(super) async fn end_attempts(
 /// Gives up on one delivery at its owner's word: `failed` ("discarded"), with its
 /// attempt closed in the history. Idempotent; an acked or expired delivery is left as
 /// it is. With the outcome, the bytes that left the backlog (0 unless it was pending).
-pub(super) async fn discard(
-    conn: &mut SqliteConnection,
+pub(super) fn discard(
+    conn: &Connection,
     owner: &OwnedAgent,
     webhook_id: &WebhookId,
     id: &DeliveryId,
     at: i64,
 ) -> Result<(DiscardOutcome, i64), StoreError> {
-    let row = sqlx::query(
-        "SELECT seq, status, size_bytes FROM deliveries
-         WHERE id = ? AND webhook_id = ? AND agent_id = ?",
-    )
-    .bind(id.as_str())
-    .bind(webhook_id.as_str())
-    .bind(owner.id().as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
+    let row: Option<(i64, String, i64)> = conn
+        .prepare_cached(
+            "SELECT seq, status, size_bytes FROM deliveries
+             WHERE id = ? AND webhook_id = ? AND agent_id = ?",
+        )?
+        .query_row(
+            params![id.as_str(), webhook_id.as_str(), owner.id().as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((seq, status, size_bytes)) = row else {
         return Ok((DiscardOutcome::NotFound, 0));
     };
-    let status = super::stored_status(&row.try_get::<String, _>(1)?)?;
+    let status = super::stored_status(&status)?;
     match status {
         DeliveryStatus::Rejected | DeliveryStatus::Duplicate => {
             return Ok((DiscardOutcome::NotFound, 0))
@@ -142,126 +127,119 @@ pub(super) async fn discard(
         }
         DeliveryStatus::Queued | DeliveryStatus::Sent => {}
     }
-    let seq: i64 = row.try_get(0)?;
     // A sent delivery's attempt ends here; a queued one's next attempt never happens.
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO delivery_attempts (seq, attempt, sent_at, via, outcome, at, reason)
          SELECT seq, CASE status WHEN 'sent' THEN attempts ELSE attempts + 1 END,
              CASE status WHEN 'sent' THEN sent_at END,
              CASE status WHEN 'sent' THEN sent_via END, 'discarded', ?, 'discarded'
-         FROM deliveries WHERE seq = ?;
-         UPDATE deliveries SET status = 'failed', reason = 'discarded' WHERE seq = ?",
-    )
-    .bind(at)
-    .bind(seq)
-    .bind(seq)
-    .execute(&mut *conn)
-    .await?;
-    Ok((DiscardOutcome::Failed, row.try_get(2)?))
+         FROM deliveries WHERE seq = ?",
+    )?
+    .execute(params![at, seq])?;
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = 'failed', reason = 'discarded' WHERE seq = ?",
+    )?
+    .execute(params![seq])?;
+    Ok((DiscardOutcome::Failed, size_bytes))
 }
 
 /// Before a delivery is queued again: closes its last attempt in the history, which its
 /// row is about to forget. An acked attempt keeps its ack; one still out is superseded.
-pub(super) async fn close_for_redeliver(
-    conn: &mut SqliteConnection,
-    seq: i64,
-    at: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub(super) fn close_for_redeliver(conn: &Connection, seq: i64, at: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "INSERT INTO delivery_attempts (seq, attempt, sent_at, via, outcome, at, result_status,
              result_ms)
          SELECT seq, attempts, sent_at, sent_via,
              CASE status WHEN 'acked' THEN 'acked' ELSE 'redelivered' END,
-             CASE status WHEN 'acked' THEN COALESCE(acked_at, ?) ELSE ? END,
+             CASE status WHEN 'acked' THEN COALESCE(acked_at, ?1) ELSE ?1 END,
              result_status, result_ms
-         FROM deliveries WHERE seq = ? AND attempts > 0 AND status IN ('acked', 'sent')",
-    )
-    .bind(at)
-    .bind(at)
-    .bind(seq)
-    .execute(conn)
-    .await?;
+         FROM deliveries WHERE seq = ?2 AND attempts > 0 AND status IN ('acked', 'sent')",
+    )?
+    .execute(params![at, seq])?;
     Ok(())
 }
 
-/// The conditions of a bulk redeliver, after `webhook_id = ? AND agent_id = ?`: bound by
-/// [`bind_filter`] in this order.
-const MATCHING: &str = "status IN (SELECT value FROM json_each(?))
-    AND (? IS NULL OR event = ?) AND received_at >= ? AND received_at < ?";
+/// The deliveries of a webhook that a bulk redeliver takes: parameters `?1` to `?7` in
+/// the order of [`filter_params`].
+const MATCHING: &str = "webhook_id = ?1 AND agent_id = ?2
+    AND status IN (SELECT value FROM json_each(?3))
+    AND (?4 IS NULL OR event = ?4) AND received_at >= ?5 AND received_at < ?6";
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+/// The parameters of [`MATCHING`]: webhook, agent, statuses (JSON), event, since, until.
+type FilterParams = (String, String, String, Option<String>, i64, i64);
 
-fn bind_filter<'q>(
-    q: SqliteQuery<'q>,
-    owner: &'q OwnedAgent,
-    webhook_id: &'q WebhookId,
-    filter: &'q RedeliverFilter,
-) -> Result<SqliteQuery<'q>, StoreError> {
+/// The parameters of [`MATCHING`].
+fn filter_params(
+    owner: &OwnedAgent,
+    webhook_id: &WebhookId,
+    filter: &RedeliverFilter,
+) -> Result<FilterParams, StoreError> {
     let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-    Ok(q.bind(webhook_id.as_str())
-        .bind(owner.id().as_str())
-        .bind(json_text("the statuses to redeliver", &statuses)?)
-        .bind(filter.event.as_deref())
-        .bind(filter.event.as_deref())
-        .bind(filter.since.unwrap_or(i64::MIN))
-        .bind(filter.until.unwrap_or(i64::MAX)))
+    Ok((
+        webhook_id.as_str().to_owned(),
+        owner.id().as_str().to_owned(),
+        json_text("the statuses to redeliver", &statuses)?,
+        filter.event.clone(),
+        filter.since.unwrap_or(i64::MIN),
+        filter.until.unwrap_or(i64::MAX),
+    ))
 }
 
 /// How many of a webhook's deliveries `filter` takes, and their bodies' bytes.
-pub(super) async fn count_matching(
-    conn: &mut SqliteConnection,
+pub(super) fn count_matching(
+    conn: &Connection,
     owner: &OwnedAgent,
     webhook_id: &WebhookId,
     filter: &RedeliverFilter,
 ) -> Result<(u64, i64), StoreError> {
-    let sql = format!(
-        "SELECT count(*), COALESCE(SUM(size_bytes), 0) FROM deliveries
-         WHERE webhook_id = ? AND agent_id = ? AND {MATCHING}"
-    );
-    let (n, bytes): (i64, i64) = bind_filter(sqlx::query(&sql), owner, webhook_id, filter)?
-        .fetch_one(&mut *conn)
-        .await
-        .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?)))?;
+    let (w, a, statuses, event, since, until) = filter_params(owner, webhook_id, filter)?;
+    let (n, bytes): (i64, i64) = conn
+        .prepare_cached(&format!(
+            "SELECT count(*), COALESCE(SUM(size_bytes), 0) FROM deliveries WHERE {MATCHING}"
+        ))?
+        .query_row(params![w, a, statuses, event, since, until], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     Ok((n as u64, bytes))
 }
 
 /// Queues again every delivery `filter` takes, in receipt order, at the queue positions
 /// from `first_queue_seq` on; how many.
-pub(super) async fn requeue_matching(
-    conn: &mut SqliteConnection,
+pub(super) fn requeue_matching(
+    conn: &Connection,
     owner: &OwnedAgent,
     webhook_id: &WebhookId,
     filter: &RedeliverFilter,
     first_queue_seq: i64,
 ) -> Result<u64, StoreError> {
-    let close = format!(
+    let (w, a, statuses, event, since, until) = filter_params(owner, webhook_id, filter)?;
+    conn.prepare_cached(&format!(
         "INSERT INTO delivery_attempts (seq, attempt, sent_at, via, outcome, at, result_status,
              result_ms)
          SELECT seq, attempts, sent_at, sent_via, 'acked', acked_at, result_status, result_ms
          FROM deliveries
-         WHERE webhook_id = ? AND agent_id = ? AND {MATCHING}
-             AND status = 'acked' AND attempts > 0 AND acked_at IS NOT NULL
+         WHERE {MATCHING} AND status = 'acked' AND attempts > 0 AND acked_at IS NOT NULL
          ORDER BY seq"
-    );
-    bind_filter(sqlx::query(&close), owner, webhook_id, filter)?
-        .execute(&mut *conn)
-        .await?;
-    let requeue = format!(
-        "UPDATE deliveries SET status = 'queued', queue_seq = ? + m.n - 1, reason = NULL,
-             result_status = NULL, result_ms = NULL, attempt_base = attempts
-         FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM deliveries
-               WHERE webhook_id = ? AND agent_id = ? AND {MATCHING}) AS m
-         WHERE deliveries.seq = m.seq"
-    );
-    let done = bind_filter(
-        sqlx::query(&requeue).bind(first_queue_seq),
-        owner,
-        webhook_id,
-        filter,
-    )?
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected())
+    ))?
+    .execute(params![w, a, statuses, event, since, until])?;
+    let done = conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET status = 'queued', queue_seq = ?7 + m.n - 1, reason = NULL,
+                 result_status = NULL, result_ms = NULL, attempt_base = attempts
+             FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM deliveries
+                   WHERE {MATCHING}) AS m
+             WHERE deliveries.seq = m.seq"
+        ))?
+        .execute(params![
+            w,
+            a,
+            statuses,
+            event,
+            since,
+            until,
+            first_queue_seq
+        ])?;
+    Ok(done as u64)
 }
 
 /// One entry of a delivery's attempt history.

@@ -1,92 +1,105 @@
 //! The delivery writer's statements: one group-commit transaction per batch, on a
 //! connection of the writer's own. Nothing else writes to `deliveries`.
+//!
+//! The writer runs on a thread of its own and owns this connection outright (`rusqlite`,
+//! not the pool's `sqlx`): every statement runs on the writer's thread. Through `sqlx`,
+//! each statement text was a hand-off to the connection's worker thread and back, and at
+//! a commit per delivery those hand-offs cost more than SQLite's own work (BENCHMARKS.md).
+//! Without them a statement is cheap enough to run once per row, so the batch binds each
+//! row, send and ack to a prepared statement instead of encoding them as JSON for SQLite
+//! to take apart again.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, path::Path, time::Duration};
 
-use sqlx::{Row, SqliteConnection};
+use bytes::Bytes;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{
     attempts::{self, Failed},
-    dedupe, json_text,
-    queue::{count_pending, pending_from_row, PENDING_SELECT},
+    dedupe,
+    queue::{COUNT_PENDING, PENDING_SELECT},
     BatchWriter, OwnedAgent, StoreError,
 };
 use crate::domain::{
     ids::{AgentId, DeliveryId, WebhookId},
     AttemptEnd, BodyCut, DeliveryStatus, DiscardOutcome, HandlerResult, NewDelivery,
-    PendingDelivery, RedeliverFilter, Via,
+    PendingDelivery, RedeliverFilter, SealedSecrets, Via,
 };
 
 /// The highest `seq` and `queue_seq` so far: the writer numbers new rows after them.
-async fn max_seqs(conn: &mut SqliteConnection) -> Result<(i64, i64), StoreError> {
-    Ok(
-        sqlx::query_as("SELECT COALESCE(MAX(seq), 0), COALESCE(MAX(queue_seq), 0) FROM deliveries")
-            .fetch_one(conn)
-            .await?,
-    )
+fn max_seqs(conn: &Connection) -> Result<(i64, i64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0), COALESCE(MAX(queue_seq), 0) FROM deliveries",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
 }
 
-/// Opens the writer's transaction and, in the same round trip to SQLite's thread, finds
-/// for each `(webhook id, provider delivery id)` the delivery that first carried it on
-/// that webhook, if any: by its key in `delivery_dedupe` ([`dedupe`]), where a match
-/// counts only if its delivery's row carries the very same ids (a shared hash is not a
-/// repeat).
+/// The delivery that first carried a provider delivery id on a webhook: found by its key
+/// in `delivery_dedupe` ([`dedupe`]), and a match only if its row carries the very same
+/// ids (a shared hash is not a repeat).
+const FIND_ORIGINAL: &str = "SELECT d.id FROM delivery_dedupe k JOIN deliveries d ON d.seq = k.seq
+    WHERE k.key = ? AND d.webhook_id = ? AND d.provider_delivery_id = ?";
+
+/// Opens the writer's transaction and finds, for each `(webhook id, provider delivery
+/// id)`, the delivery that first carried it on that webhook, if any.
 ///
 /// The writer owns the transaction by hand (`BEGIN` here, `COMMIT` at the end of
-/// [`write_batch`], [`rollback`] on any error) rather than through `sqlx::Transaction`,
-/// because each statement sent on its own is a hand-off to the connection's thread and
-/// back, and at thousands of deliveries a second those hand-offs, not SQLite, were most of
-/// a commit's time.
-async fn begin_batch(
-    conn: &mut SqliteConnection,
+/// [`write_batch`], [`rollback`] on any error), because the batch's statements are
+/// spread over the writer's plan (`pipeline/writer`), not one closure.
+fn begin_batch(
+    conn: &Connection,
     keys: &[(&str, &str)],
 ) -> Result<HashMap<(WebhookId, String), DeliveryId>, StoreError> {
-    let look_up: Vec<(&str, &str, i64)> = keys
-        .iter()
-        .map(|&(webhook_id, pid)| (webhook_id, pid, dedupe::key(webhook_id, pid)))
-        .collect();
-    let look_up = json_text("the batch's dedupe keys", &look_up)?;
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "BEGIN IMMEDIATE;
-         SELECT d.webhook_id, d.provider_delivery_id, d.id
-         FROM json_each(?) j
-         JOIN delivery_dedupe k ON k.key = json_extract(j.value, '$[2]')
-         JOIN deliveries d ON d.seq = k.seq
-         WHERE d.webhook_id = json_extract(j.value, '$[0]')
-             AND d.provider_delivery_id = json_extract(j.value, '$[1]')
-         ORDER BY d.seq",
-    )
-    .bind(look_up)
-    .fetch_all(conn)
-    .await?;
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     let mut originals = HashMap::new();
-    for (webhook_id, provider_delivery_id, id) in rows {
-        originals
-            .entry((WebhookId::from_trusted(webhook_id), provider_delivery_id))
-            .or_insert_with(|| DeliveryId::from_trusted(id));
+    if keys.is_empty() {
+        return Ok(originals);
+    }
+    let mut find = conn.prepare_cached(FIND_ORIGINAL)?;
+    for &(webhook_id, pid) in keys {
+        let key = (
+            WebhookId::from_trusted(webhook_id.to_owned()),
+            pid.to_owned(),
+        );
+        if originals.contains_key(&key) {
+            continue;
+        }
+        let found: Option<String> = find
+            .query_row(
+                params![dedupe::key(webhook_id, pid), webhook_id, pid],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = found {
+            originals.insert(key, DeliveryId::from_trusted(id));
+        }
     }
     Ok(originals)
 }
 
 /// Commits a transaction opened by [`begin_batch`], for a batch whose last statements
-/// could not go with the `COMMIT` of [`write_batch`].
-async fn commit(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    sqlx::query("COMMIT").execute(conn).await?;
+/// came after [`write_batch`].
+fn commit(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("COMMIT")?.execute([])?;
     Ok(())
 }
 
 /// Ends a transaction opened by [`begin_batch`] without keeping anything. Harmless when
 /// none is open (a failed `COMMIT` may or may not have ended it).
-async fn rollback(conn: &mut SqliteConnection) {
-    if let Err(e) = sqlx::query("ROLLBACK").execute(conn).await {
+fn rollback(conn: &Connection) {
+    if conn.is_autocommit() {
+        return;
+    }
+    if let Err(e) = conn.execute_batch("ROLLBACK") {
         tracing::debug!(error = %e, "rollback after a failed batch");
     }
 }
 
 /// A row for [`BatchWriter::write`].
 pub struct InsertRow<'a> {
-    /// Receipt order, assigned by the writer (the only inserter) so that the payload row
-    /// can name its delivery in the same statement text.
+    /// Receipt order, assigned by the writer (the only inserter), so that the payload row
+    /// names its delivery without reading it back.
     pub seq: i64,
     pub d: &'a NewDelivery,
     pub status: DeliveryStatus,
@@ -112,80 +125,83 @@ pub struct BatchWrites<'a> {
     pub at: i64,
 }
 
-const INSERT_COLUMNS: &str = "INSERT INTO deliveries (seq, id, webhook_id, agent_id, status,
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (seq, id, webhook_id, agent_id, status,
     queue_seq, event, provider_delivery_id, verified, reason, received_at, attempts, size_bytes,
     body_sha256)
-    VALUES ";
-const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)";
-const INSERT_PAYLOAD_COLUMNS: &str = "INSERT INTO delivery_payloads (seq, headers, body) VALUES ";
-const INSERT_PAYLOAD_ROW: &str = "(?, ?, ?)";
-/// Rows per insert statement: a batch is `k` statements of the first size, then at most
-/// three of the second and seven of the third.
-const INSERT_SIZES: [usize; 3] = [32, 8, 1];
-// The statements below are joined into one text per round trip, so they take plain `?`
-// parameters only: sqlx binds those in order across the statements of a text, while a
-// numbered `?N` would count from the text's first statement.
-/// Sends of one count, `[id, via]`.
-const MARK_SENT: &str =
-    "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + ?, sent_via = s.via
-    FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS via FROM json_each(?)) AS s
-    WHERE deliveries.id = s.id AND deliveries.status IN ('queued', 'sent')";
-/// The batch's dedupe keys, `[key, seq]` ([`dedupe`]). A key already there (the same
-/// hash, almost never) keeps its first delivery.
-const INSERT_KEYS: &str = "INSERT OR IGNORE INTO delivery_dedupe (key, seq)
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)";
-/// Every ack of the batch, whichever agent's, in one statement: `[id, agent, sends, via,
-/// result status, result ms]`, where `sends` counts the sends of this same batch (made
-/// `via`), recorded here instead of by [`MARK_SENT`] so that a delivery sent and acked
-/// between two commits (most of them, in a backlog flush) is written once. Each ack
-/// reaches only its own agent's delivery.
-const ACK: &str = "UPDATE deliveries SET status = 'acked', acked_at = ?,
-        sent_at = CASE WHEN a.sends > 0 THEN ? ELSE sent_at END,
-        sent_via = CASE WHEN a.sends > 0 THEN a.via ELSE sent_via END,
-        attempts = attempts + a.sends,
-        result_status = a.result_status, result_ms = a.result_ms
-    FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS agent_id, value ->> '$[2]' AS sends,
-                 value ->> '$[3]' AS via, value ->> '$[4]' AS result_status,
-                 value ->> '$[5]' AS result_ms
-          FROM json_each(?)) AS a
-    WHERE deliveries.id = a.id AND deliveries.agent_id = a.agent_id
-      AND deliveries.status IN ('queued', 'sent')";
-/// How many of the batch's acks (as [`ACK`] takes them) will move a delivery to `acked`,
-/// per agent: read just before [`ACK`] in the same transaction, so it is exactly what
-/// [`ACK`] changes, in one row per agent rather than one per ack.
-const ACKS_TAKING_EFFECT: &str =
-    "SELECT d.agent_id, count(*), SUM(d.size_bytes) FROM json_each(?) a
-    JOIN deliveries d ON d.id = json_extract(a.value, '$[0]')
-        AND d.agent_id = json_extract(a.value, '$[1]')
-    WHERE d.status IN ('queued', 'sent')
-    GROUP BY d.agent_id";
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)";
+const INSERT_PAYLOAD: &str = "INSERT INTO delivery_payloads (seq, headers, body) VALUES (?, ?, ?)";
+/// A dedupe key ([`dedupe`]). A key already there (the same hash, almost never) keeps its
+/// first delivery.
+const INSERT_KEY: &str = "INSERT OR IGNORE INTO delivery_dedupe (key, seq) VALUES (?, ?)";
+/// `count` sends of one delivery.
+const MARK_SENT: &str = "UPDATE deliveries SET status = 'sent', sent_at = ?1,
+        attempts = attempts + ?2, sent_via = ?3
+    WHERE id = ?4 AND status IN ('queued', 'sent')";
+/// An ack, taking over the sends of its delivery made in the same batch (`?2` of them,
+/// `via` `?3`), so that a delivery sent and acked between two commits (most of them, in a
+/// backlog flush) is written once. It reaches only its own agent's delivery, and answers
+/// the delivery's size only if it moved it to `acked`.
+const ACK: &str = "UPDATE deliveries SET status = 'acked', acked_at = ?1,
+        sent_at = CASE WHEN ?2 > 0 THEN ?1 ELSE sent_at END,
+        sent_via = CASE WHEN ?2 > 0 THEN ?3 ELSE sent_via END,
+        attempts = attempts + ?2,
+        result_status = ?4, result_ms = ?5
+    WHERE id = ?6 AND agent_id = ?7 AND status IN ('queued', 'sent')
+    RETURNING size_bytes";
+/// An agent's last-seen time.
+const SEEN: &str = "UPDATE agents SET last_seen_at = ? WHERE id = ?";
 
-/// Each agent's last-seen time, from the batch's `[agent, at]` pairs: the latest wins.
-const SEEN: &str = "UPDATE agents SET last_seen_at = s.at
-    FROM (SELECT json_extract(value, '$[0]') AS agent_id, MAX(json_extract(value, '$[1]')) AS at
-          FROM json_each(?) GROUP BY 1) AS s
-    WHERE agents.id = s.agent_id";
-
-/// Applies a batch's rows, sends and acks, and with `commit` ends the transaction, in two
-/// round trips: the 32-row inserts, then everything else. Each statement text depends only
-/// on how many inserts of each size it holds, so the connection's statement cache keeps
-/// them all prepared (about a hundred texts). Returns how many deliveries each agent's
-/// acks moved from pending to `acked`, and their bodies' bytes. (A delivery sent twice
-/// since the last commit takes a round trip more: rare.)
-async fn write_batch(
-    conn: &mut SqliteConnection,
+/// Applies a batch's rows, sends and acks, and with `commit` ends the transaction.
+/// Returns how many deliveries each agent's acks moved from pending to `acked`, and their
+/// bodies' bytes.
+fn write_batch(
+    conn: &Connection,
     w: &BatchWrites<'_>,
     commit: bool,
 ) -> Result<HashMap<AgentId, (u64, i64)>, StoreError> {
-    let [big, mid, _] = INSERT_SIZES;
-    let (bulk, rest) = w.rows.split_at(w.rows.len() / big * big);
-    if !bulk.is_empty() {
-        let sql = insert_statements(bulk.len() / big, big);
-        bind_rows(sqlx::query(&sql), bulk, big)
-            .execute(&mut *conn)
-            .await?;
+    if !w.rows.is_empty() {
+        let mut insert = conn.prepare_cached(INSERT_DELIVERY)?;
+        let mut payload = conn.prepare_cached(INSERT_PAYLOAD)?;
+        for r in w.rows {
+            let d = r.d;
+            insert.execute(params![
+                r.seq,
+                d.id.as_str(),
+                d.webhook_id.as_str(),
+                d.agent_id.as_str(),
+                r.status.as_str(),
+                r.queue_seq,
+                d.event.as_deref(),
+                d.provider_delivery_id.as_deref(),
+                d.verified,
+                r.reason,
+                d.received_at,
+                r.cut.map_or(d.body.len() as i64, |c| c.size_bytes),
+                r.cut.map(|c| c.sha256.as_str()),
+            ])?;
+            payload.execute(params![r.seq, d.headers.as_str(), d.body.as_ref()])?;
+        }
+        // The dedupe key of each delivery that first carries its provider's id, in key
+        // order.
+        let mut keys: Vec<(i64, i64)> = w
+            .rows
+            .iter()
+            .filter(|r| r.status == DeliveryStatus::Queued)
+            .filter_map(|r| {
+                let pid = r.d.provider_delivery_id.as_deref()?;
+                Some((dedupe::key(r.d.webhook_id.as_str(), pid), r.seq))
+            })
+            .collect();
+        if !keys.is_empty() {
+            keys.sort_unstable();
+            let mut insert_key = conn.prepare_cached(INSERT_KEY)?;
+            for (key, seq) in keys {
+                insert_key.execute(params![key, seq])?;
+            }
+        }
     }
 
+    // Sends per delivery: to whom, the last way, how many.
     let mut sends: HashMap<&str, (&str, &str, i64)> = HashMap::new();
     for (agent, via, id) in w.sent {
         let entry = sends
@@ -195,171 +211,81 @@ async fn write_batch(
         entry.2 += 1;
     }
     // Each ack once, taking over the sends of its delivery made to the same agent.
-    type Ack<'a> = (
-        &'a str,
-        &'a str,
-        i64,
-        Option<&'a str>,
-        Option<u16>,
-        Option<u64>,
-    );
-    let mut acks: Vec<Ack> = Vec::with_capacity(w.acks.len());
-    let mut seen = std::collections::HashSet::new();
-    for (agent, id, result) in w.acks {
-        let (id, agent) = (id.as_str(), agent.as_str());
-        if !seen.insert((id, agent)) {
-            continue;
-        }
-        let (sends_now, via) = match sends.get(id) {
-            Some(&(to, via, n)) if to == agent => {
-                sends.remove(id);
-                (n, Some(via))
+    let mut acked: HashMap<AgentId, (u64, i64)> = HashMap::new();
+    if !w.acks.is_empty() {
+        let mut ack = conn.prepare_cached(ACK)?;
+        let mut seen = std::collections::HashSet::new();
+        for (agent, id, result) in w.acks {
+            let (id_str, agent_str) = (id.as_str(), agent.as_str());
+            if !seen.insert((id_str, agent_str)) {
+                continue;
             }
-            _ => (0, None),
-        };
-        acks.push((
-            id,
-            agent,
-            sends_now,
-            via,
-            result.map(|r| r.status),
-            result.map(|r| r.ms),
-        ));
+            let (sends_now, via) = match sends.get(id_str) {
+                Some(&(to, via, n)) if to == agent_str => {
+                    sends.remove(id_str);
+                    (n, Some(via))
+                }
+                _ => (0, None),
+            };
+            let size: Option<i64> = ack
+                .query_row(
+                    params![
+                        w.at,
+                        sends_now,
+                        via,
+                        result.map(|r| r.status),
+                        result.map(|r| r.ms as i64),
+                        id_str,
+                        agent_str,
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(size) = size {
+                let entry = acked.entry(agent.clone()).or_insert((0, 0));
+                entry.0 += 1;
+                entry.1 += size;
+            }
+        }
     }
-    // A delivery sent more than once since the last commit is rare: a statement of its own
-    // per count keeps the common case (one send each) in the last round trip.
-    let mut by_count: std::collections::BTreeMap<i64, Vec<(&str, &str)>> = Default::default();
-    for (id, (_, via, n)) in sends {
-        by_count.entry(n).or_default().push((id, via));
-    }
-    let sent_once = by_count.remove(&1).unwrap_or_default();
-    for (n, ids) in by_count {
-        sqlx::query(MARK_SENT)
-            .bind(w.at)
-            .bind(n)
-            .bind(json_text("a batch's sends", &ids)?)
-            .execute(&mut *conn)
-            .await?;
+    if !sends.is_empty() {
+        let mut mark = conn.prepare_cached(MARK_SENT)?;
+        for (id, (_, via, n)) in sends {
+            mark.execute(params![w.at, n, via, id])?;
+        }
     }
 
     if !w.seen.is_empty() {
-        sqlx::query(SEEN)
-            .bind(json_text("the agents seen", &w.seen)?)
-            .execute(&mut *conn)
-            .await?;
+        // The latest time wins.
+        let mut latest: HashMap<&str, i64> = HashMap::new();
+        for (agent, at) in w.seen {
+            let e = latest.entry(agent.as_str()).or_insert(*at);
+            *e = (*e).max(*at);
+        }
+        let mut seen = conn.prepare_cached(SEEN)?;
+        for (agent, at) in latest {
+            seen.execute(params![at, agent])?;
+        }
     }
 
-    // The dedupe key of each delivery that first carries its provider's id, in key order.
-    let mut keys: Vec<(i64, i64)> = w
-        .rows
-        .iter()
-        .filter(|r| r.status == DeliveryStatus::Queued)
-        .filter_map(|r| {
-            let pid = r.d.provider_delivery_id.as_deref()?;
-            Some((dedupe::key(r.d.webhook_id.as_str(), pid), r.seq))
-        })
-        .collect();
-    keys.sort_unstable();
-
-    let (mids, ones) = (rest.len() / mid, rest.len() % mid);
-    let mut sql = insert_statements(mids, mid);
-    sql.push_str(&insert_statements(ones, 1));
-    sql.push_str(INSERT_KEYS);
-    sql.push_str(";\n");
-    sql.push_str(MARK_SENT);
-    sql.push_str(";\n");
-    sql.push_str(ACKS_TAKING_EFFECT);
-    sql.push_str(";\n");
-    sql.push_str(ACK);
     if commit {
-        sql.push_str(";\nCOMMIT");
-    }
-    let acks = json_text("the batch's acks", &acks)?;
-    let (mid_rows, one_rows) = rest.split_at(mids * mid);
-    let q = bind_rows(sqlx::query(&sql), mid_rows, mid);
-    let acked_by = bind_rows(q, one_rows, 1)
-        .bind(json_text("the batch's dedupe keys", &keys)?)
-        .bind(w.at)
-        .bind(1_i64)
-        .bind(json_text("a batch's sends", &sent_once)?)
-        .bind(acks.clone())
-        .bind(w.at)
-        .bind(w.at)
-        .bind(acks)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut acked = HashMap::new();
-    for row in acked_by {
-        let (agent_id, n, bytes): (String, i64, i64) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        acked.insert(AgentId::from_trusted(agent_id), (n as u64, bytes));
+        self::commit(conn)?;
     }
     Ok(acked)
-}
-
-/// `count` pairs of insert statements (deliveries, then their payloads) of `rows` rows
-/// each, each ending in `;`.
-fn insert_statements(count: usize, rows: usize) -> String {
-    let one = format!(
-        "{INSERT_COLUMNS}{};\n{INSERT_PAYLOAD_COLUMNS}{};\n",
-        vec![INSERT_ROW; rows].join(", "),
-        vec![INSERT_PAYLOAD_ROW; rows].join(", ")
-    );
-    one.repeat(count)
-}
-
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-/// Binds rows for [`insert_statements`] of `chunk` rows each: a chunk's rows in the order
-/// of [`INSERT_ROW`]'s parameters, then the same rows' payloads.
-fn bind_rows<'q>(mut q: SqliteQuery<'q>, rows: &[InsertRow<'q>], chunk: usize) -> SqliteQuery<'q> {
-    for rows in rows.chunks(chunk) {
-        for r in rows {
-            let d = r.d;
-            q = q
-                .bind(r.seq)
-                .bind(d.id.as_str())
-                .bind(d.webhook_id.as_str())
-                .bind(d.agent_id.as_str())
-                .bind(r.status.as_str())
-                .bind(r.queue_seq)
-                .bind(d.event.as_deref())
-                .bind(d.provider_delivery_id.as_deref())
-                .bind(d.verified)
-                .bind(r.reason)
-                .bind(d.received_at)
-                .bind(r.cut.map_or(d.body.len() as i64, |c| c.size_bytes))
-                .bind(r.cut.map(|c| c.sha256.as_str()));
-        }
-        for r in rows {
-            q = q
-                .bind(r.seq)
-                .bind(r.d.headers.as_str())
-                .bind(r.d.body.as_ref());
-        }
-    }
-    q
 }
 
 /// Deletes all but the newest `keep` rejected requests of a webhook, payloads included
 /// (by cascade): what senders that fail verification can add to the data directory stays
 /// bounded per webhook however many of them there are.
-async fn prune_rejected(
-    conn: &mut SqliteConnection,
-    webhook_id: &WebhookId,
-    keep: i64,
-) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "DELETE FROM deliveries WHERE webhook_id = ? AND status = 'rejected' AND seq <= (
-            SELECT seq FROM deliveries WHERE webhook_id = ? AND status = 'rejected'
-            ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-    )
-    .bind(webhook_id.as_str())
-    .bind(webhook_id.as_str())
-    .bind(keep)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+fn prune_rejected(conn: &Connection, webhook_id: &WebhookId, keep: i64) -> Result<u64, StoreError> {
+    let done = conn
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE webhook_id = ?1 AND status = 'rejected' AND seq <= (
+                SELECT seq FROM deliveries WHERE webhook_id = ?1 AND status = 'rejected'
+                ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+        )?
+        .execute(params![webhook_id.as_str(), keep])?;
+    Ok(done as u64)
 }
 
 /// What [`BatchWriter::requeue`] did.
@@ -375,11 +301,37 @@ pub enum Requeued {
     NotFound,
 }
 
+/// A queued delivery as [`PENDING_SELECT`] reads it.
+fn pending_from_row(r: &rusqlite::Row) -> Result<PendingDelivery, StoreError> {
+    let provider: String = r.get("provider")?;
+    let body: Vec<u8> = r.get("body")?;
+    Ok(PendingDelivery {
+        queue_seq: r.get("queue_seq")?,
+        id: DeliveryId::from_trusted(r.get("id")?),
+        webhook_id: WebhookId::from_trusted(r.get("webhook_id")?),
+        agent_id: AgentId::from_trusted(r.get("agent_id")?),
+        provider: super::stored_provider(&provider)?,
+        event: r.get("event")?,
+        received_at: r.get("received_at")?,
+        verified: r.get::<_, i64>("verified")? != 0,
+        attempts: r.get("attempts")?,
+        attempt_base: r.get("attempt_base")?,
+        headers: r.get("headers")?,
+        body: Bytes::from(body),
+        secrets: std::sync::Arc::new(SealedSecrets {
+            signing: r.get("signing_secret")?,
+            previous: r.get("previous_secret")?,
+            previous_until: r.get("previous_secret_until")?,
+            provider: r.get("provider_secret")?,
+        }),
+    })
+}
+
 /// Puts a delivery back at the end of its agent's queue, its last attempt closed in the
 /// history. Without `room` in the backlog, only one already pending is: moving it adds
 /// nothing.
-async fn requeue(
-    conn: &mut SqliteConnection,
+fn requeue(
+    conn: &Connection,
     owner: &OwnedAgent,
     webhook_id: &WebhookId,
     id: &DeliveryId,
@@ -387,14 +339,15 @@ async fn requeue(
     room: bool,
     at: i64,
 ) -> Result<Requeued, StoreError> {
-    let was: Option<(i64, String)> = sqlx::query_as(
-        "SELECT seq, status FROM deliveries WHERE id = ? AND webhook_id = ? AND agent_id = ?",
-    )
-    .bind(id.as_str())
-    .bind(webhook_id.as_str())
-    .bind(owner.id().as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
+    let was: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT seq, status FROM deliveries WHERE id = ? AND webhook_id = ? AND agent_id = ?",
+        )?
+        .query_row(
+            params![id.as_str(), webhook_id.as_str(), owner.id().as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
     let Some((seq, Some(was))) = was.map(|(seq, st)| (seq, DeliveryStatus::parse(&st))) else {
         return Ok(Requeued::NotFound);
     };
@@ -405,24 +358,29 @@ async fn requeue(
     if !room && !was_pending {
         return Ok(Requeued::NoRoom);
     }
-    attempts::close_for_redeliver(conn, seq, at).await?;
-    sqlx::query(
+    attempts::close_for_redeliver(conn, seq, at)?;
+    conn.prepare_cached(
         "UPDATE deliveries SET status = 'queued', queue_seq = ?, reason = NULL,
              result_status = NULL, result_ms = NULL, attempt_base = attempts
          WHERE seq = ?",
-    )
-    .bind(queue_seq)
-    .bind(seq)
-    .execute(&mut *conn)
-    .await?;
-    let row = sqlx::query(&format!("{PENDING_SELECT} WHERE d.id = ?"))
-        .bind(id.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
+    )?
+    .execute(params![queue_seq, seq])?;
+    let pending = conn
+        .prepare_cached(&format!("{PENDING_SELECT} WHERE d.seq = ?"))?
+        .query_and_then(params![seq], pending_from_row)?
+        .next()
+        .ok_or_else(|| StoreError::Corrupt(format!("delivery {seq} vanished while requeued")))??;
     Ok(Requeued::Queued {
-        pending: Box::new(pending_from_row(&row)?),
+        pending: Box::new(pending),
         was_pending,
     })
+}
+
+/// How many deliveries an agent has pending (queued or sent), and their bodies' bytes.
+fn count_pending(conn: &Connection, agent_id: &AgentId) -> Result<(i64, i64), StoreError> {
+    Ok(conn
+        .prepare_cached(COUNT_PENDING)?
+        .query_row(params![agent_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 /// More than a small delivery writes (its row, its payload, an entry in each index: a few
@@ -433,28 +391,48 @@ const PROBE_BYTES: i64 = 64 * 1024;
 /// A small write for the delivery writer to try when its commits have been failing,
 /// on its connection, inside its transaction. It rewrites the one row of
 /// `writer_probe` with [`PROBE_BYTES`] of filler.
-async fn probe(conn: &mut SqliteConnection, at: i64) -> Result<(), StoreError> {
-    sqlx::query(
+fn probe(conn: &Connection, at: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "INSERT INTO writer_probe (id, at, filler) VALUES (1, ?, zeroblob(?))
          ON CONFLICT (id) DO UPDATE SET at = excluded.at, filler = excluded.filler",
-    )
-    .bind(at)
-    .bind(PROBE_BYTES)
-    .execute(conn)
-    .await?;
+    )?
+    .execute(params![at, PROBE_BYTES])?;
     Ok(())
 }
 
+/// Statements the writer's connection keeps prepared: every statement above, and the
+/// failure path's and retention's.
+const STATEMENT_CACHE: usize = 64;
+
 /// [`BatchWriter`] on SQLite: the writer's own connection, with its transaction opened
-/// and ended by hand (see `begin_batch`).
+/// and ended by hand (see `begin_batch`). Every method runs to its end without waiting
+/// on anything but SQLite, on the thread that calls it: the writer's.
 pub struct SqliteBatch {
-    conn: SqliteConnection,
+    conn: Connection,
 }
 
 impl SqliteBatch {
-    /// The writer's connection, once a database from before the dedupe table has its keys.
-    pub(super) async fn open(mut conn: SqliteConnection) -> Result<Self, StoreError> {
-        dedupe::backfill(&mut conn).await?;
+    /// The writer's connection to the database at `path`, which [`super::Store::open`]
+    /// has made and migrated: the same settings as the pool's (`synchronous=FULL`,
+    /// foreign keys, the busy wait, the checkpoint bound).
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "the database would not take WAL mode (it is in {mode})"
+            )));
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+             PRAGMA wal_autocheckpoint = {};",
+            super::WAL_AUTOCHECKPOINT_PAGES
+        ))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self { conn })
     }
 
@@ -467,9 +445,11 @@ impl SqliteBatch {
         queue_seq: Option<i64>,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries")
-            .fetch_one(&mut self.conn)
-            .await?;
+        let seq: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries",
+            [],
+            |r| r.get(0),
+        )?;
         let rows = [InsertRow {
             seq,
             d,
@@ -485,24 +465,24 @@ impl SqliteBatch {
             seen: &[],
             at: 0,
         };
-        self.write(&w, false).await.map(drop)
+        write_batch(&self.conn, &w, false).map(drop)
     }
 }
 
 impl BatchWriter for SqliteBatch {
     async fn max_seqs(&mut self) -> Result<(i64, i64), StoreError> {
-        max_seqs(&mut self.conn).await
+        max_seqs(&self.conn)
     }
 
     async fn begin(
         &mut self,
         dedupe_keys: &[(&str, &str)],
     ) -> Result<HashMap<(WebhookId, String), DeliveryId>, StoreError> {
-        begin_batch(&mut self.conn, dedupe_keys).await
+        begin_batch(&self.conn, dedupe_keys)
     }
 
     async fn count_pending(&mut self, agent: &AgentId) -> Result<(i64, i64), StoreError> {
-        count_pending(&mut self.conn, agent).await
+        count_pending(&self.conn, agent)
     }
 
     async fn write(
@@ -510,7 +490,7 @@ impl BatchWriter for SqliteBatch {
         writes: &BatchWrites<'_>,
         commit: bool,
     ) -> Result<HashMap<AgentId, (u64, i64)>, StoreError> {
-        write_batch(&mut self.conn, writes, commit).await
+        write_batch(&self.conn, writes, commit)
     }
 
     async fn prune_rejected(
@@ -518,7 +498,7 @@ impl BatchWriter for SqliteBatch {
         webhook_id: &WebhookId,
         keep: i64,
     ) -> Result<u64, StoreError> {
-        prune_rejected(&mut self.conn, webhook_id, keep).await
+        prune_rejected(&self.conn, webhook_id, keep)
     }
 
     async fn requeue(
@@ -530,14 +510,14 @@ impl BatchWriter for SqliteBatch {
         room: bool,
         at: i64,
     ) -> Result<Requeued, StoreError> {
-        requeue(&mut self.conn, owner, webhook_id, id, queue_seq, room, at).await
+        requeue(&self.conn, owner, webhook_id, id, queue_seq, room, at)
     }
 
     async fn end_attempts(
         &mut self,
         ends: &[(AgentId, AttemptEnd)],
     ) -> Result<Vec<Failed>, StoreError> {
-        attempts::end_attempts(&mut self.conn, ends).await
+        attempts::end_attempts(&self.conn, ends)
     }
 
     async fn discard(
@@ -547,7 +527,7 @@ impl BatchWriter for SqliteBatch {
         id: &DeliveryId,
         at: i64,
     ) -> Result<(DiscardOutcome, i64), StoreError> {
-        attempts::discard(&mut self.conn, owner, webhook_id, id, at).await
+        attempts::discard(&self.conn, owner, webhook_id, id, at)
     }
 
     async fn count_matching(
@@ -556,7 +536,7 @@ impl BatchWriter for SqliteBatch {
         webhook_id: &WebhookId,
         filter: &RedeliverFilter,
     ) -> Result<(u64, i64), StoreError> {
-        attempts::count_matching(&mut self.conn, owner, webhook_id, filter).await
+        attempts::count_matching(&self.conn, owner, webhook_id, filter)
     }
 
     async fn requeue_matching(
@@ -566,7 +546,7 @@ impl BatchWriter for SqliteBatch {
         filter: &RedeliverFilter,
         first_queue_seq: i64,
     ) -> Result<u64, StoreError> {
-        attempts::requeue_matching(&mut self.conn, owner, webhook_id, filter, first_queue_seq).await
+        attempts::requeue_matching(&self.conn, owner, webhook_id, filter, first_queue_seq)
     }
 
     async fn apply_retention(
@@ -574,42 +554,18 @@ impl BatchWriter for SqliteBatch {
         cutoff: i64,
         expired_cutoff: i64,
     ) -> Result<(u64, u64), StoreError> {
-        super::retention::apply_retention(&mut self.conn, cutoff, expired_cutoff).await
+        super::retention::apply_retention(&self.conn, cutoff, expired_cutoff)
     }
 
     async fn probe(&mut self, at: i64) -> Result<(), StoreError> {
-        probe(&mut self.conn, at).await
+        probe(&self.conn, at)
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
-        commit(&mut self.conn).await
+        commit(&self.conn)
     }
 
     async fn rollback(&mut self) {
-        rollback(&mut self.conn).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde::{ser::Error as _, Serialize, Serializer};
-
-    use super::*;
-
-    /// Stands for any value serde cannot encode.
-    struct Unencodable;
-
-    impl Serialize for Unencodable {
-        fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-            Err(S::Error::custom("not representable"))
-        }
-    }
-
-    #[test]
-    fn a_value_that_cannot_be_encoded_is_an_error_not_an_empty_array() {
-        match json_text("the batch's acks", &[Unencodable]) {
-            Err(StoreError::Encode { what, .. }) => assert_eq!(what, "the batch's acks"),
-            other => panic!("expected an encode error, got {other:?}"),
-        }
+        rollback(&self.conn)
     }
 }

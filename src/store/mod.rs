@@ -64,6 +64,9 @@ const DB_SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
 pub enum StoreError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// From the delivery writer's own connection ([`batch`]).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the data directory: {0}")]
@@ -93,6 +96,11 @@ impl StoreError {
                 Some(code) => Arc::from(format!("{} (SQLite code {code})", db.message())),
                 None => Arc::from(db.message()),
             },
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, message)) => Arc::from(format!(
+                "{} (SQLite code {})",
+                message.as_deref().unwrap_or(&e.to_string()),
+                e.extended_code
+            )),
             Self::Database(sqlx::Error::Io(io)) | Self::Io(io) => Arc::from(io.kind().to_string()),
             _ => Arc::from("the database could not be written"),
         }
@@ -345,10 +353,13 @@ impl Store {
         Ok(Self { pool, options })
     }
 
-    /// The delivery writer's connection, outside the pool. Its statement cache holds every
-    /// shape of batch statement ([`batch`]) at once.
+    /// The delivery writer's connection, outside the pool, once a database from before
+    /// the dedupe table has its keys ([`dedupe::backfill`]).
     pub async fn batch_writer(&self) -> Result<SqliteBatch, StoreError> {
-        SqliteBatch::open(self.dedicated_connection(256).await?).await
+        let mut conn = self.dedicated_connection(4).await?;
+        dedupe::backfill(&mut conn).await?;
+        conn.close().await?;
+        SqliteBatch::open(self.options.get_filename())
     }
 
     async fn dedicated_connection(
@@ -469,7 +480,26 @@ async fn checkpoints(mut conn: SqliteConnection, mut commits: mpsc::Receiver<()>
 
 #[cfg(test)]
 mod tests {
+    use serde::{ser::Error as _, Serialize, Serializer};
+
     use super::*;
+
+    /// Stands for any value serde cannot encode.
+    struct Unencodable;
+
+    impl Serialize for Unencodable {
+        fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(S::Error::custom("not representable"))
+        }
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_encoded_is_an_error_not_an_empty_array() {
+        match json_text("the batch's acks", &[Unencodable]) {
+            Err(StoreError::Encode { what, .. }) => assert_eq!(what, "the batch's acks"),
+            other => panic!("expected an encode error, got {other:?}"),
+        }
+    }
 
     #[test]
     fn a_status_or_provider_no_hub_writes_is_an_error_not_a_default() {

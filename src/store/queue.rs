@@ -25,7 +25,7 @@ pub(super) const PENDING_SELECT: &str =
     FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
         JOIN delivery_payloads p ON p.seq = d.seq";
 
-pub(super) fn pending_from_row(r: &SqliteRow) -> Result<PendingDelivery, StoreError> {
+fn pending_from_row(r: &SqliteRow) -> Result<PendingDelivery, StoreError> {
     let provider: String = r.get("provider");
     Ok(PendingDelivery {
         queue_seq: r.get("queue_seq"),
@@ -50,17 +50,18 @@ pub(super) fn pending_from_row(r: &SqliteRow) -> Result<PendingDelivery, StoreEr
 }
 
 /// How many deliveries an agent has pending (queued or sent), and their bodies' bytes.
-pub(super) async fn count_pending(
+pub(super) const COUNT_PENDING: &str = "SELECT count(*), COALESCE(SUM(size_bytes), 0)
+    FROM deliveries WHERE agent_id = ? AND status IN ('queued', 'sent')";
+
+/// [`COUNT_PENDING`] on a pool connection.
+async fn count_pending(
     conn: &mut SqliteConnection,
     agent_id: &AgentId,
 ) -> Result<(i64, i64), StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT count(*), COALESCE(SUM(size_bytes), 0) FROM deliveries
-         WHERE agent_id = ? AND status IN ('queued', 'sent')",
-    )
-    .bind(agent_id.as_str())
-    .fetch_one(conn)
-    .await?)
+    Ok(sqlx::query_as(COUNT_PENDING)
+        .bind(agent_id.as_str())
+        .fetch_one(conn)
+        .await?)
 }
 
 impl Store {

@@ -1,6 +1,6 @@
 //! Retention's statements, one bounded step at a time, run by the delivery writer.
 
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection};
 
 use super::StoreError;
 
@@ -16,45 +16,35 @@ pub const RETENTION_STEP: u64 = 5_000;
 /// received at or after `cutoff`: a repeat is recognised for the retention period. (Row
 /// numbers follow receipt to within the few milliseconds between a request's receipt and
 /// its commit, so a key may go that much early.)
-pub async fn apply_retention(
-    conn: &mut SqliteConnection,
+pub fn apply_retention(
+    conn: &Connection,
     cutoff: i64,
     expired_cutoff: i64,
 ) -> Result<(u64, u64), StoreError> {
-    sqlx::query(
+    conn.prepare_cached(
         "DELETE FROM delivery_dedupe WHERE seq IN (
              SELECT seq FROM delivery_dedupe
              WHERE seq < COALESCE(
-                 (SELECT seq FROM deliveries WHERE received_at >= ? ORDER BY received_at LIMIT 1),
+                 (SELECT seq FROM deliveries WHERE received_at >= ?1 ORDER BY received_at LIMIT 1),
                  (SELECT MAX(seq) + 1 FROM deliveries))
-             ORDER BY seq LIMIT ?)",
-    )
-    .bind(cutoff)
-    .bind(RETENTION_STEP as i64)
-    .execute(&mut *conn)
-    .await?;
-    let expired = sqlx::query(
-        "UPDATE deliveries SET status = 'expired' WHERE seq IN (
-             SELECT seq FROM deliveries
-             WHERE received_at < ? AND status IN ('queued', 'sent') LIMIT ?)",
-    )
-    .bind(cutoff)
-    .bind(RETENTION_STEP as i64)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    let pruned = sqlx::query(
-        "DELETE FROM deliveries WHERE seq IN (
-             SELECT seq FROM deliveries
-             WHERE (received_at < ? AND status IN ('acked', 'rejected', 'duplicate', 'failed'))
-                OR (received_at < ? AND status = 'expired')
-             LIMIT ?)",
-    )
-    .bind(cutoff)
-    .bind(expired_cutoff)
-    .bind(RETENTION_STEP as i64)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+             ORDER BY seq LIMIT ?2)",
+    )?
+    .execute(params![cutoff, RETENTION_STEP as i64])?;
+    let expired = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'expired' WHERE seq IN (
+                 SELECT seq FROM deliveries
+                 WHERE received_at < ?1 AND status IN ('queued', 'sent') LIMIT ?2)",
+        )?
+        .execute(params![cutoff, RETENTION_STEP as i64])? as u64;
+    let pruned = conn
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE seq IN (
+                 SELECT seq FROM deliveries
+                 WHERE (received_at < ?1 AND status IN ('acked', 'rejected', 'duplicate', 'failed'))
+                    OR (received_at < ?2 AND status = 'expired')
+                 LIMIT ?3)",
+        )?
+        .execute(params![cutoff, expired_cutoff, RETENTION_STEP as i64])? as u64;
     Ok((expired, pruned))
 }

@@ -162,7 +162,21 @@ impl DeliveryWriter {
             committed,
             health_tx,
         );
-        tokio::spawn(task.run());
+        // A thread of its own: the writer's SQLite connection runs every statement on the
+        // thread that calls it, and a commit waits for the disk there, so none of that may
+        // hold up a runtime thread serving requests. Its runtime only waits for ops and
+        // times the linger.
+        std::thread::Builder::new()
+            .name("delivery-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(task.run()),
+                    Err(e) => tracing::error!(error = %e, "the delivery writer could not start"),
+                }
+            })?;
         Ok(Self { tx, health })
     }
 
