@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::Addr;
+use actix::{prelude::SendError, Addr};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
@@ -193,9 +193,14 @@ impl<B: BatchWriter> WriterTask<B> {
                     }
                 }
                 if !routed.is_empty() {
-                    // Awaiting keeps routes in commit order and slows the writer when the
-                    // registry falls behind, instead of queueing without bound.
-                    let _ = self.registry.send(routed).await;
+                    // Into the registry's mailbox, in commit order (this task is its only
+                    // sender of routes), without waiting for its answer: that wait woke
+                    // this thread once more per commit. Only a full mailbox makes the
+                    // writer wait, which slows it when the registry falls behind instead
+                    // of queueing without bound.
+                    if let Err(SendError::Full(routed)) = self.registry.try_send(routed) {
+                        let _ = self.registry.send(routed).await;
+                    }
                 }
             }
             Err(e) => {
